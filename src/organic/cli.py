@@ -1,0 +1,145 @@
+"""The one command line, ``organic``: parses arguments and calls the packages; no logic of its own."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from organic.settings import get_settings
+
+app = typer.Typer(help="Improve an open chat model by learning from its organic conversations.", no_args_is_help=True)
+db_app = typer.Typer(help="The interaction store.", no_args_is_help=True)
+import_app = typer.Typer(help="Bring conversations into the store.", no_args_is_help=True)
+user_app = typer.Typer(help="Users of the store.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
+app.add_typer(user_app, name="user")
+
+console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _engine(database_url: str | None = None):
+    from organic.store import connect
+
+    return connect(database_url or get_settings().url)
+
+
+DatabaseOption = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: ORGANIC_DATABASE_URL or the SQLite file under ORGANIC_HOME).")]
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOption = None, revision: str = "head") -> None:
+    """Apply the schema migrations (commands that open the store do this by themselves)."""
+    from organic.store.db import make_engine, upgrade
+
+    engine = make_engine(database_url or get_settings().url)
+    upgrade(engine, revision)
+    console.print(f"store at {engine.url.render_as_string(hide_password=True)} is at revision {revision}")
+
+
+@import_app.command("bb3x")
+def import_bb3x(
+    paths: Annotated[list[Path], typer.Argument(help="BB3x JSONL files, or folders of release_data_NN.jsonl chunks.")],
+    split: Annotated[str | None, typer.Option(help="Split for every conversation (default: from the chunk number, 00-02 test, 03-05 valid, 06-99 train).")] = None,
+    model_version: Annotated[str, typer.Option(help="Model version that wrote the bot messages.")] = "blenderbot3-175b",
+    allow_release: Annotated[bool, typer.Option(help="Mark the imported users as having allowed public release (the BB3x data is public).")] = True,
+    stop_on_error: Annotated[bool, typer.Option(help="Stop at the first bad line instead of skipping it.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Import conversations in the BB3x release format; importing a file twice adds nothing."""
+    from organic.formats.ingest import expand, import_bb3x as run_import
+
+    try:
+        total = sum(p.stat().st_size for p in expand(paths))
+    except FileNotFoundError as error:
+        raise fail(str(error)) from None
+    engine = _engine(database_url)
+    columns = [TextColumn("importing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("import", total=total)
+        report = run_import(engine, paths, split=split, model_version=model_version, allow_release=allow_release,
+                            stop_on_error=stop_on_error, progress=lambda n: progress.advance(task, n))
+    for error in report.errors[:50]:
+        console.print(f"[yellow]skipped[/yellow] {error}")
+    if len(report.errors) > 50:
+        console.print(f"... and {len(report.errors) - 50} more bad lines")
+    c = report.counts
+    console.print(f"imported {c.conversations} conversations ({c.messages} messages); "
+                  f"{c.existing} already in the store, {c.deleted} of deleted users, {len(report.errors)} bad lines"
+                  + (" (stopped at the first)" if report.stopped else ""))
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export(
+    out: Annotated[Path, typer.Option("--out", help="File to write (a folder for --format hf).")],
+    fmt: Annotated[str, typer.Option("--format", help="bb3x, jsonl, parquet, hf, or a TRL training set: sft, kto, dpo.")] = "bb3x",
+    split: Annotated[list[str] | None, typer.Option(help="Only these splits (repeatable): train, valid, test.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only conversations started at or after this date.")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Only conversations started before this date.")] = None,
+    model_version: Annotated[str | None, typer.Option(help="Only conversations served by this model version.")] = None,
+    consent: Annotated[str | None, typer.Option(help="Only users who chose: 'saved' (save my conversation) or 'release' (allow public release).")] = None,
+    release: Annotated[bool, typer.Option("--release", help="Public release: consented users only, PII scrubbed, ids re-hashed, data card written.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Export conversations from the store."""
+    from organic.formats.export import FORMATS, export as run_export
+    from organic.store.read import Filters, count_conversations
+
+    if fmt not in FORMATS:
+        raise fail(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if consent not in (None, "saved", "release"):
+        raise fail(f"unknown consent {consent!r}; choose 'saved' or 'release'")
+    if split and (bad := set(split) - {"train", "valid", "test"}):
+        raise fail(f"unknown split {', '.join(sorted(bad))}; choose from train, valid, test")
+    filters = Filters(splits=split, since=since, until=until, model_version=model_version, consent=consent)
+    engine = _engine(database_url)
+    try:
+        total = count_conversations(engine, filters)
+        with Progress(TextColumn("exporting"), BarColumn(), TextColumn("{task.completed}/{task.total} conversations"),
+                      TimeRemainingColumn(), console=console, transient=True) as progress:
+            task = progress.add_task("export", total=total)
+            summary = run_export(engine, fmt, out, filters, release=release,
+                                 progress=lambda n: progress.advance(task, n))
+    except ValueError as error:
+        raise fail(str(error)) from None
+    console.print(f"wrote {summary.rows} {fmt} rows from {summary.conversations} conversations "
+                  f"({summary.messages} messages) to {out}" + (" with a data card" if release else ""))
+
+
+@user_app.command("delete")
+def user_delete(pseudo_id: Annotated[str, typer.Argument(help="The user's pseudonymous id.")], database_url: DatabaseOption = None) -> None:
+    """Remove a user's conversations, ratings and annotations from the store, and keep them out of later imports."""
+    from organic.store.users import delete_user
+
+    removed = delete_user(_engine(database_url), pseudo_id)
+    if removed is None:
+        raise fail(f"no user {pseudo_id!r} in the store (nothing deleted; later imports of them are blocked anyway)", 1)
+    console.print(f"deleted user {pseudo_id}: {removed} conversations removed")
+
+
+@user_app.command("list")
+def user_list(limit: int = 20, database_url: DatabaseOption = None) -> None:
+    """Users with their consent choices and conversation counts."""
+    from organic.store.users import list_users
+
+    table = Table("pseudo id", "18+", "saved", "release", "conversations")
+    for row in list_users(_engine(database_url), limit):
+        table.add_row(row.pseudo_id, str(row.age_confirmed), str(row.save_conversations), str(row.allow_release), str(row.conversations))
+    Console().print(table)
+
+
+def main() -> None:
+    app()

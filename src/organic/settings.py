@@ -1,0 +1,38 @@
+"""Deployment settings, read from ``ORGANIC_*`` environment variables (or a ``.env`` file).
+
+Everything has an embedded default so that ``organic serve`` runs on a laptop with no configuration:
+a SQLite file under ``ORGANIC_HOME`` and the bundled SmolLM2-135M-Instruct model.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORGANIC_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path.home() / ".organic", description="Folder for the SQLite file, prepared models and caches.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite:///<home>/organic.db. PostgreSQL: postgresql+psycopg://user:pw@host/db")
+    model: str = Field(default="smollm2-135m-instruct", description="Chat model: 'smollm2-135m-instruct' (bundled), a local folder, or a served model name.")
+    backend: str = Field(default="transformers", description="Generation backend: transformers, openai (any OpenAI-compatible URL), echo.")
+    openai_base_url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible server (vLLM, llama.cpp) for backend=openai.")
+    openai_api_key: str = Field(default="EMPTY", description="API key sent to that server.")
+    secret_key: str | None = Field(default=None, description="Signs user cookies; generated once and kept under <home> if unset.")
+    admin_token: str | None = Field(default=None, description="Bearer token for admin endpoints; admin endpoints are closed when unset.")
+    max_message_chars: int = Field(default=2000, description="Longest user message accepted, in characters.")
+    max_new_tokens: int = Field(default=64, description="Longest generated reply, in tokens.")
+
+    @property
+    def url(self) -> str:
+        """The database URL in force."""
+        return self.database_url or f"sqlite:///{self.home / 'organic.db'}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

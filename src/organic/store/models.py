@@ -1,0 +1,160 @@
+"""The schema: one class per table. The shape of a message lives here and nowhere else.
+
+Columns mirror the BB3x release where it has a field (see ``organic.formats.bb3x`` for the mapping);
+``extra`` keeps any key a source had that the schema does not name, so an import loses nothing.
+Foreign keys cascade on delete, so removing a user removes everything they said and did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class User(Base):
+    """A pseudonymous person: no name, no e-mail, only a random id and their consent choices."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pseudo_id: Mapped[str] = mapped_column(String(128), unique=True)
+    age_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    save_conversations: Mapped[bool] = mapped_column(Boolean, default=False)  # "save my conversation"
+    allow_release: Mapped[bool] = mapped_column(Boolean, default=False)  # "allow public release", a separate choice
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    conversations: Mapped[list[Conversation]] = relationship(back_populates="user", passive_deletes=True)
+
+
+class DeletedUser(Base):
+    """A tombstone: the hash of a deleted user's pseudo id, so a later import does not bring them back."""
+
+    __tablename__ = "deleted_users"
+
+    pseudo_id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @staticmethod
+    def hash(pseudo_id: str) -> str:
+        return hashlib.sha256(pseudo_id.encode()).hexdigest()
+
+
+class ModelVersion(Base):
+    """A chat model that served or may serve replies: the base model, each retrained iteration, each baseline."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    base_model: Mapped[str | None] = mapped_column(String(512))
+    path: Mapped[str | None] = mapped_column(String(1024))  # a local folder, or a served model's name
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    method: Mapped[str | None] = mapped_column(String(32))  # cringe, sft, kto, dpo; None for a base model
+    status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate, active, retired
+    traffic_share: Mapped[float] = mapped_column(Float, default=0.0)  # live A/B share of new conversations
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    notes: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # training data, arguments, provenance
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)  # BB3x convo_id
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"), index=True)
+    split: Mapped[str | None] = mapped_column(String(8))  # train, valid, test
+    source: Mapped[str] = mapped_column(String(32), default="live")  # live, bb3x, simulated
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    user: Mapped[User] = relationship(back_populates="conversations")
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="conversation", order_by="Message.position", passive_deletes=True
+    )
+
+
+class Message(Base):
+    """One utterance. Bot messages carry the model version, the generation settings and the module traces."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("conversation_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # 0-based index in the conversation
+    sender: Mapped[str] = mapped_column(String(8))  # taxonomy.Sender: human, bot
+    text: Mapped[str] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(String(128))  # BB3x bot_message_id / human_message_id
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    safety: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"duo_safety": "__ok__", "string_matcher": "__ok__"}
+    reward: Mapped[str | None] = mapped_column(Text)  # "Predicted class: __ok__ with probability: 0.93"
+    traces: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # module outputs: memories, search_*, ...
+    is_safety_controlled_response: Mapped[bool] = mapped_column(Boolean, default=False)
+    previous_interaction_failure: Mapped[str | None] = mapped_column(String(32))  # taxonomy.InteractionFailure
+    from_model_crash: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_dislike_feedback: Mapped[bool] = mapped_column(Boolean, default=False)  # answers "what should I have said?"
+    generation: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # settings the reply was sampled with
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # seconds spent per stage
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+
+class Feedback(Base):
+    """A thumbs up or down on a bot message, by the user of its conversation; changing it updates the row."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("message_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    thumb: Mapped[str] = mapped_column(String(4))  # up, down
+    reason: Mapped[str | None] = mapped_column(String(32))  # taxonomy.DislikeReason, for thumbs down
+    free_text: Mapped[str | None] = mapped_column(Text)
+    feedback_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Annotation(Base):
+    """A crowdworker's single-choice label (taxonomy.CrowdLabel) for one utterance in its context."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (UniqueConstraint("message_id", "annotator"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    annotator: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+Index("ix_feedback_message", Feedback.message_id)
+Index("ix_annotations_message", Annotation.message_id)

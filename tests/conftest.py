@@ -1,0 +1,70 @@
+"""Shared fixtures: a fresh store on SQLite and on a real PostgreSQL server, offline model settings."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing downloads at test time
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+POSTGRES_ADMIN_URL = os.environ.get("ORGANIC_TEST_POSTGRES_URL")  # e.g. postgresql+psycopg://organic:organic@127.0.0.1/postgres
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Each test gets its own ORGANIC_HOME, so nothing touches the user's store."""
+    monkeypatch.setenv("ORGANIC_HOME", str(tmp_path / "home"))
+    from organic.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def _postgres_url(request) -> str:
+    if not POSTGRES_ADMIN_URL:
+        if os.environ.get("CI"):
+            pytest.fail("ORGANIC_TEST_POSTGRES_URL is not set: CI must start PostgreSQL (see scripts/services.sh)")
+        pytest.skip("ORGANIC_TEST_POSTGRES_URL is not set (run `make test`, which starts PostgreSQL)")
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture
+def database_url(request, tmp_path):
+    """A URL to an empty database of the kind ``request.param`` names (``sqlite`` or ``postgresql``)."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'organic.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin_url = make_url(_postgres_url(request))
+    name = f"organic_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url):
+    from organic.store import connect
+
+    engine = connect(database_url)
+    yield engine
+    engine.dispose()
+
+
+both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
