@@ -21,7 +21,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(user_app, name="user")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # long paths and messages stay on one line
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, insert, select
+import json
+
+from sqlalchemy import Connection, Engine, Table, insert, select
 
 from organic.store.models import Annotation, Conversation, DeletedUser, Feedback, Message, ModelVersion, User, utcnow
 from organic.store.records import ConversationRecord, dislike_answer
@@ -73,63 +75,44 @@ def write_conversations(engine: Engine, convos: list[ConversationRecord]) -> Wri
             conn, {c.model_version for c in new} | {m.model_version for c in new for m in c.messages}
         )
         users = _user_ids(conn, new)
-        convo_ids = conn.execute(
-            insert(Conversation).returning(Conversation.id, sort_by_parameter_order=True),
-            [
-                {
-                    "external_id": c.external_id,
-                    "user_id": users[c.user_pseudo_id],
-                    "model_version_id": versions.get(c.model_version),
-                    "split": c.split,
-                    "source": c.source,
-                    "extra": c.extra,
-                    **({"created_at": c.created_at} if c.created_at else {}),
-                }
-                for c in new
-            ],
-        ).scalars().all()
-
-        message_rows, owners = [], []
-        for convo, convo_id in zip(new, convo_ids):
-            convo.id = convo_id
-            for position, m in enumerate(convo.messages):
-                message_rows.append({
-                    "conversation_id": convo_id,
-                    "position": position,
-                    "sender": m.sender,
-                    "text": m.text,
-                    "external_id": m.external_id,
-                    "model_version_id": versions.get(m.model_version),
-                    "safety": m.safety,
-                    "reward": m.reward,
-                    "traces": m.traces,
-                    "is_safety_controlled_response": m.is_safety_controlled_response,
-                    "previous_interaction_failure": m.previous_interaction_failure,
-                    "from_model_crash": m.from_model_crash,
-                    "is_dislike_feedback": m.is_dislike_feedback,
-                    "generation": m.generation,
-                    "timings": m.timings,
-                    "extra": m.extra,
-                    "created_at": m.created_at or convo.created_at or utcnow(),
-                })
-                owners.append(convo)
-        message_ids = []
-        if message_rows:
-            message_ids = conn.execute(
-                insert(Message).returning(Message.id, sort_by_parameter_order=True), message_rows
-            ).scalars().all()
-        feedback_rows, annotation_rows = [], []
-        index = 0
+        now = utcnow()
+        _fast_insert(conn, Conversation.__table__, CONVERSATION_COLUMNS, [
+            (c.external_id, users[c.user_pseudo_id], versions.get(c.model_version), c.split, c.source,
+             _json(c.extra), c.created_at or now)
+            for c in new
+        ])
+        # plain multi-row inserts without RETURNING are several times faster on both databases
+        convo_ids = _lookup(conn, Conversation.external_id, Conversation.id, [c.external_id for c in new])
+        message_rows = []
         for convo in new:
-            ids = message_ids[index : index + len(convo.messages)]
-            index += len(convo.messages)
-            for m, message_id in zip(convo.messages, ids):
-                m.id = message_id
-            for position, (m, message_id) in enumerate(zip(convo.messages, ids)):
+            convo.id = convo_ids[convo.external_id]
+            created = convo.created_at or now
+            message_rows.extend(
+                (convo.id, position, m.sender, m.text, m.external_id, versions.get(m.model_version), _json(m.safety),
+                 m.reward, _json(m.traces), m.is_safety_controlled_response, m.previous_interaction_failure,
+                 m.from_model_crash, m.is_dislike_feedback, _json(m.generation), _json(m.timings), _json(m.extra),
+                 m.created_at or created)
+                for position, m in enumerate(convo.messages)
+            )
+        _fast_insert(conn, Message.__table__, MESSAGE_COLUMNS, message_rows)
+        # ids are needed only for the few messages with a rating or crowd labels
+        rated = [c for c in new if any(m.thumb or m.labels for m in c.messages)]
+        if rated:
+            ids = {}
+            for start in range(0, len(rated), 2000):
+                chunk = [c.id for c in rated[start : start + 2000]]
+                ids.update(((cid, pos), mid) for mid, cid, pos in conn.execute(
+                    select(Message.id, Message.conversation_id, Message.position).where(Message.conversation_id.in_(chunk))))
+            for convo in rated:
+                for position, m in enumerate(convo.messages):
+                    m.id = ids[(convo.id, position)]
+        feedback_rows, annotation_rows = [], []
+        for convo in rated:
+            for position, m in enumerate(convo.messages):
                 if m.thumb:
                     answer = dislike_answer(convo.messages, position) if m.thumb == "down" else None
                     feedback_rows.append({
-                        "message_id": message_id,
+                        "message_id": m.id,
                         "user_id": users[convo.user_pseudo_id],
                         "thumb": m.thumb,
                         "reason": m.reason,
@@ -138,7 +121,7 @@ def write_conversations(engine: Engine, convos: list[ConversationRecord]) -> Wri
                     })
                 for label, count in m.labels.items():
                     annotation_rows.extend(
-                        {"message_id": message_id, "annotator": f"import:{label}:{i}", "label": label}
+                        {"message_id": m.id, "annotator": f"import:{label}:{i}", "label": label}
                         for i in range(count)
                     )
         if feedback_rows:
@@ -148,6 +131,41 @@ def write_conversations(engine: Engine, convos: list[ConversationRecord]) -> Wri
         counts.conversations = len(new)
         counts.messages = len(message_rows)
     return counts
+
+
+CONVERSATION_COLUMNS = ("external_id", "user_id", "model_version_id", "split", "source", "extra", "created_at")
+MESSAGE_COLUMNS = (
+    "conversation_id", "position", "sender", "text", "external_id", "model_version_id", "safety", "reward", "traces",
+    "is_safety_controlled_response", "previous_interaction_failure", "from_model_crash", "is_dislike_feedback",
+    "generation", "timings", "extra", "created_at",
+)
+
+
+def _json(value) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _fast_insert(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert rows through the driver directly: COPY on PostgreSQL, executemany on SQLite.
+
+    SQLAlchemy's per-parameter processing costs more than the database itself at import scale, so the
+    caller passes values the way SQLAlchemy would store them (JSON as text); datetimes, the last column,
+    are put in SQLite's text format here.
+    """
+    if not rows:
+        return
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        with conn.connection.driver_connection.cursor() as cursor:
+            with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return
+    assert columns[-1] == "created_at"
+    to_text = table.c.created_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    cache: dict = {}  # a batch shares few distinct timestamps
+    rows = [(*row[:-1], cache.get(row[-1]) or cache.setdefault(row[-1], to_text(row[-1]))) for row in rows]
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
 
 
 def _user_ids(conn: Connection, convos: list[ConversationRecord]) -> dict[str, int]:

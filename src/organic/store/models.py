@@ -30,8 +30,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+JSONValue = JSON(none_as_null=True)  # Python None is SQL NULL, not the JSON text 'null'
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map = {dict[str, Any]: JSONValue, list[Any]: JSONValue, datetime: DateTime(timezone=True)}
 
 
 class User(Base):
@@ -75,8 +78,8 @@ class ModelVersion(Base):
     method: Mapped[str | None] = mapped_column(String(32))  # cringe, sft, kto, dpo; None for a base model
     status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate, active, retired
     traffic_share: Mapped[float] = mapped_column(Float, default=0.0)  # live A/B share of new conversations
-    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    notes: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # training data, arguments, provenance
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
+    notes: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # training data, arguments, provenance
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -89,7 +92,7 @@ class Conversation(Base):
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"), index=True)
     split: Mapped[str | None] = mapped_column(String(8))  # train, valid, test
     source: Mapped[str] = mapped_column(String(32), default="live")  # live, bb3x, simulated
-    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     user: Mapped[User] = relationship(back_populates="conversations")
@@ -111,16 +114,16 @@ class Message(Base):
     text: Mapped[str] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(String(128))  # BB3x bot_message_id / human_message_id
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
-    safety: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"duo_safety": "__ok__", "string_matcher": "__ok__"}
+    safety: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # {"duo_safety": "__ok__", "string_matcher": "__ok__"}
     reward: Mapped[str | None] = mapped_column(Text)  # "Predicted class: __ok__ with probability: 0.93"
-    traces: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # module outputs: memories, search_*, ...
+    traces: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # module outputs: memories, search_*, ...
     is_safety_controlled_response: Mapped[bool] = mapped_column(Boolean, default=False)
     previous_interaction_failure: Mapped[str | None] = mapped_column(String(32))  # taxonomy.InteractionFailure
     from_model_crash: Mapped[bool] = mapped_column(Boolean, default=False)
     is_dislike_feedback: Mapped[bool] = mapped_column(Boolean, default=False)  # answers "what should I have said?"
-    generation: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # settings the reply was sampled with
-    timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # seconds spent per stage
-    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    generation: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # settings the reply was sampled with
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # seconds spent per stage
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")

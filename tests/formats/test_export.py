@@ -1,0 +1,132 @@
+"""Exports: the flat table (JSONL, Parquet, HF datasets), TRL training sets, filters, deletion, release."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+from conftest import FIXTURES, both_databases
+from organic.cli import app
+from organic.formats.export import export
+from organic.formats.ingest import import_bb3x
+from organic.formats.rows import SCHEMA
+from organic.store import Conversation, User
+from organic.store.read import Filters, count_conversations, iter_conversations
+from organic.store.users import delete_user
+
+
+@pytest.fixture
+def filled(engine):
+    import_bb3x(engine, [FIXTURES / "bb3x_sample.jsonl"])
+    return engine
+
+
+def jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_flat_jsonl_and_parquet_hold_the_same_rows(filled, tmp_path):
+    export(filled, "jsonl", tmp_path / "m.jsonl")
+    export(filled, "parquet", tmp_path / "m.parquet")
+    rows = jsonl(tmp_path / "m.jsonl")
+    table = pq.read_table(tmp_path / "m.parquet")
+    assert table.schema.names == SCHEMA.names and table.num_rows == len(rows) == 18
+    assert table.column("text").to_pylist() == [r["text"] for r in rows]
+    wrong = next(r for r in rows if r["text"] == "The capital of Australia is Sydney.")
+    assert (wrong["is_disliked"], wrong["dislike_type"], wrong["sender"]) == (True, "nonsensical", "bot")
+    first_bot = next(r for r in rows if r["conversation_id"] == "c-001" and r["sender"] == "bot")
+    assert json.loads(first_bot["crowd_labels"]) == {"good": 2, "off_topic": 1}
+    assert json.loads(first_bot["traces"])["search_query"] == "alps hiking trails"
+
+
+def test_hf_export_is_a_dataset_dict_by_split(filled, tmp_path):
+    from datasets import load_from_disk
+
+    with filled.begin() as conn:
+        conn.execute(update(Conversation).where(Conversation.external_id == "c-002").values(split="test"))
+        conn.execute(update(Conversation).where(Conversation.external_id != "c-002").values(split="train"))
+    export(filled, "hf", tmp_path / "hf")
+    data = load_from_disk(str(tmp_path / "hf"))
+    assert sorted(data) == ["test", "train"]
+    assert data["test"].num_rows == 5 and data["train"].num_rows == 13
+    assert set(data["test"]["conversation_id"]) == {"c-002"}
+
+
+def test_trl_training_sets(filled, tmp_path):
+    for fmt in ("sft", "kto", "dpo"):
+        export(filled, fmt, tmp_path / f"{fmt}.jsonl")
+    sft, kto, dpo = (jsonl(tmp_path / f"{f}.jsonl") for f in ("sft", "kto", "dpo"))
+    # positives: two liked replies, the crowd-Good first reply, the user's own answer; canned replies never appear
+    replies = [row["messages"][-1]["content"] for row in sft]
+    assert "You're right, it's Canberra. Thanks for teaching me!" in replies
+    assert "Canberra is the capital, not Sydney." in replies  # the answer to "what should I have said?"
+    assert not any("talk about music" in r for r in replies)
+    assert all(row["messages"][-1]["role"] == "assistant" and row["messages"][0]["role"] == "user" for row in sft)
+    labels = {row["completion"][0]["content"]: row["label"] for row in kto}
+    assert labels["The capital of Australia is Sydney."] is False
+    assert labels["That sounds amazing! Which trail did you take?"] is True
+    assert not any(text.startswith("Hey, do you want to talk") for text in labels)
+    assert dpo == [{
+        "prompt": [{"role": "user", "content": "What's the capital of Australia?"}],
+        "chosen": [{"role": "assistant", "content": "Canberra is the capital, not Sydney."}],
+        "rejected": [{"role": "assistant", "content": "The capital of Australia is Sydney."}],
+    }]
+
+
+@both_databases
+def test_filters(filled):
+    with filled.begin() as conn:
+        old = datetime(2022, 9, 1, tzinfo=timezone.utc)
+        conn.execute(update(Conversation).where(Conversation.external_id.in_(["c-001", "c-002"])).values(created_at=old, split="test"))
+        conn.execute(update(User).where(User.pseudo_id == "u-bob").values(allow_release=False, save_conversations=True))
+    ids = lambda **kw: sorted(c.external_id for c in iter_conversations(filled, Filters(**kw)))  # noqa: E731
+    assert ids(splits=["test"]) == ["c-001", "c-002"]
+    assert ids(until=datetime(2023, 1, 1, tzinfo=timezone.utc)) == ["c-001", "c-002"]
+    assert ids(since=datetime.now(timezone.utc) - timedelta(days=1)) == ["c-003", "c-004", "c-005", "c-006"]
+    assert ids(consent="release") == ["c-001", "c-003", "c-004", "c-005", "c-006"]
+    assert ids(model_version="blenderbot3-175b") == []  # imported without a version name
+    assert ids(model_version="nope") == []
+    with pytest.raises(ValueError, match="unknown consent filter"):
+        ids(consent="maybe")
+
+
+def test_model_version_filter(engine):
+    import_bb3x(engine, [FIXTURES / "bb3x_sample.jsonl"], model_version="bb3-175b")
+    import_bb3x(engine, [FIXTURES / "bb3x_snake_case.jsonl"], model_version="bb3x-175b")
+    assert [c.external_id for c in iter_conversations(engine, Filters(model_version="bb3x-175b"))] == ["c-007"]
+    convo = next(iter_conversations(engine, Filters(model_version="bb3x-175b")))
+    assert [m.model_version for m in convo.messages] == [None, "bb3x-175b"]
+
+
+@both_databases
+def test_deleted_user_is_gone_from_store_exports_and_later_imports(filled, tmp_path):
+    assert delete_user(filled, "u-bob") == 1
+    export(filled, "bb3x", tmp_path / "after.jsonl")
+    assert "u-bob" not in (tmp_path / "after.jsonl").read_text()
+    assert "Canberra" not in (tmp_path / "after.jsonl").read_text()
+    report = import_bb3x(filled, [FIXTURES / "bb3x_sample.jsonl"])
+    assert report.counts.deleted == 1 and report.counts.conversations == 0
+    assert count_conversations(filled) == 5
+    assert delete_user(filled, "nobody") is None
+
+
+def test_cli_export_and_user_delete(database_url, tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(app, ["import", "bb3x", str(FIXTURES / "bb3x_sample.jsonl"), "--database-url", database_url]).exit_code == 0
+    out = tmp_path / "train.parquet"
+    result = runner.invoke(app, ["export", "--format", "parquet", "--out", str(out), "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).num_rows == 18
+    bad = runner.invoke(app, ["export", "--format", "xml", "--out", str(out), "--database-url", database_url])
+    assert bad.exit_code == 2 and "unknown format 'xml'" in bad.output
+    bad = runner.invoke(app, ["export", "--split", "dev", "--out", str(out), "--database-url", database_url])
+    assert bad.exit_code == 2 and "unknown split dev" in bad.output
+    deleted = runner.invoke(app, ["user", "delete", "u-alice", "--database-url", database_url])
+    assert deleted.exit_code == 0 and "1 conversations removed" in deleted.output
+    again = runner.invoke(app, ["user", "delete", "u-alice", "--database-url", database_url])
+    assert again.exit_code == 1 and "no user 'u-alice'" in again.output
