@@ -141,5 +141,49 @@ def user_list(limit: int = 20, database_url: DatabaseOption = None) -> None:
     Console().print(table)
 
 
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    backend: Annotated[str | None, typer.Option(help="transformers (default, local model), openai (any OpenAI-compatible server, e.g. vLLM), echo (instant test replies).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model: the bundled smollm2-135m-instruct, a local folder, or the served model's name for --backend openai.")] = None,
+    openai_base_url: Annotated[str | None, typer.Option(help="URL of the OpenAI-compatible server for --backend openai, e.g. http://127.0.0.1:8001/v1.")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Serve the web chat, its JSON API and an OpenAI-compatible endpoint (http://HOST:PORT/, API docs at /docs)."""
+    import uvicorn
+
+    from organic.generate import make_backend
+    from organic.serve.app import create_app
+
+    overrides = {k: v for k, v in {"backend": backend, "model": model, "openai_base_url": openai_base_url,
+                                   "database_url": database_url}.items() if v is not None}
+    settings = get_settings().model_copy(update=overrides)
+    try:
+        chat_backend = make_backend(settings)
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    app_ = create_app(settings, [chat_backend])
+    console.print(f"organic: chat on http://{host}:{port}/ with {chat_backend.name} model {chat_backend.model_version}; "
+                  f"store {settings.url}")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+model_app = typer.Typer(help="Chat models.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("prepare")
+def model_prepare(name: Annotated[str, typer.Argument(help="The bundled model's name, or a local folder.")] = "smollm2-135m-instruct") -> None:
+    """Prepare a model for serving and training (the bundled GGUF becomes a float32 folder, once)."""
+    from organic.generate import prepare_model
+
+    try:
+        path = prepare_model(name, get_settings().home)
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    console.print(f"model ready at {path}")
+
+
 def main() -> None:
     app()

@@ -18,11 +18,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below), not the driver
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
@@ -35,10 +37,15 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url`` with this project's connection settings; does not touch the schema."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        in_memory = parsed.database in (None, "", ":memory:")
+        if not in_memory:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        extra = {"poolclass": StaticPool} if in_memory else {}  # one in-memory database shared by all threads
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **extra)
         event.listen(engine, "connect", _sqlite_pragmas)
+        # take the write lock at BEGIN: a transaction that read first and writes later would otherwise
+        # fail with "database is locked" instead of waiting its turn under concurrency
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 

@@ -1,0 +1,304 @@
+"""The FastAPI application: the web chat at ``/``, its JSON API under ``/api``, an OpenAI-compatible
+``/v1/chat/completions``, and admin endpoints. Routes are thin: ``ChatStore`` reads and writes,
+``Turns`` runs a chat turn. Nothing below ``organic.serve`` imports this package."""
+
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+from anyio import to_thread
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, func, select
+
+from organic.generate import Backend, GenerationSettings
+from organic.serve.auth import COOKIE, Caller, Signer, require_admin, secret_key
+from organic.serve.chat import ChatStore, Consent, Forbidden, Invalid, NotFound
+from organic.serve.router import Router
+from organic.serve.turn import Event, Turns
+from organic.settings import Settings
+from organic.store import connect
+from organic.store.bulk import ensure_model_versions
+from organic.store.models import Conversation, Feedback, Message, ModelVersion, User
+from organic.taxonomy import Sender
+
+STATIC = Path(__file__).parent / "static"
+
+
+class SessionIn(BaseModel):
+    age_confirmed: bool = Field(description="The user confirmed they are 18 or older.")
+    accept_terms: bool = Field(description="The user accepted the terms (the bot may say untrue or offensive things; share no personal information).")
+    save_conversations: bool = Field(False, description="Save my conversation (to improve the model).")
+    allow_release: bool = Field(False, description="Allow public release of my (anonymised) conversation; needs save_conversations.")
+
+
+class SessionOut(BaseModel):
+    token: str
+    user_id: str
+    save_conversations: bool
+
+
+class MessageIn(BaseModel):
+    text: str
+
+
+class RatingIn(BaseModel):
+    thumb: Literal["up", "down"] | None = Field(description="'up', 'down', or null to withdraw the rating.")
+    reason: str | None = Field(None, description="For a thumbs down: off_topic, nonsensical, rude, spam, other; on a canned safety reply: agree_sensitive, disagree_sensitive.")
+    free_text: str | None = Field(None, max_length=2000)
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatCompletionIn(BaseModel):
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+
+
+def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | None = None,
+               shares: dict[str, float] | None = None) -> FastAPI:
+    """The server on ``settings``' store (or ``engine``), serving ``backends``."""
+    engine = engine or connect(settings.url)
+    stores = {True: ChatStore(engine), False: ChatStore(connect("sqlite://"))}  # unsaved users: memory only
+    signer = Signer(secret_key(settings.secret_key, settings.home))
+    router = Router(backends, shares)
+    turns = Turns(router)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        with engine.begin() as conn:
+            ensure_model_versions(conn, router.backends)
+        yield
+
+    app = FastAPI(title="organic", version="0.1.0", lifespan=lifespan,
+                  description="Chat with an open model, rate its replies, and help it learn.")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    for error, status in ((NotFound, 404), (Forbidden, 403), (Invalid, 400)):
+        app.add_exception_handler(error, lambda _r, e, status=status: JSONResponse({"detail": str(e)}, status))
+
+    def caller(request: Request) -> Caller:
+        return signer.caller(request)
+
+    def admin(request: Request) -> None:
+        require_admin(request, settings.admin_token)
+
+    CallerDep = Annotated[Caller, Depends(caller)]
+
+    def user_text(text: str) -> str:
+        if not text.strip():
+            raise HTTPException(422, "the message is empty")
+        if len(text) > settings.max_message_chars:
+            raise HTTPException(422, f"the message has {len(text)} characters; the limit is {settings.max_message_chars}")
+        return text
+
+    def generation(body: ChatCompletionIn | None = None) -> GenerationSettings:
+        defaults = GenerationSettings(max_new_tokens=settings.max_new_tokens)
+        if body is None:
+            return defaults
+        return GenerationSettings(
+            max_new_tokens=min(body.max_tokens or defaults.max_new_tokens, settings.max_new_tokens),
+            temperature=defaults.temperature if body.temperature is None else body.temperature,
+            top_p=body.top_p or defaults.top_p,
+            do_sample=body.temperature != 0,
+            seed=body.seed,
+        )
+
+    # web UI ---------------------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    # session --------------------------------------------------------------------------------------------
+    @app.post("/api/session", response_model=SessionOut, tags=["session"])
+    async def start_session(body: SessionIn, response: Response) -> SessionOut:
+        """Accept the terms and get a pseudonymous session (also set as the ``organic`` cookie)."""
+        if not body.age_confirmed:
+            raise HTTPException(422, "you must confirm that you are 18 or older to chat")
+        if not body.accept_terms:
+            raise HTTPException(422, "you must accept the terms to chat")
+        if body.allow_release and not body.save_conversations:
+            raise HTTPException(422, "public release needs 'save my conversation' too: nothing unsaved can be released")
+        consent = Consent(True, body.save_conversations, body.allow_release)
+        pseudo_id = await to_thread.run_sync(stores[body.save_conversations].create_user, consent)
+        token = signer.token(Caller(pseudo_id, body.save_conversations))
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=365 * 86400)
+        return SessionOut(token=token, user_id=pseudo_id, save_conversations=body.save_conversations)
+
+    # conversations --------------------------------------------------------------------------------------
+    @app.post("/api/conversations", status_code=201, tags=["chat"])
+    async def start_conversation(who: CallerDep) -> dict:
+        """Start a conversation; the server picks its model version (live A/B by traffic share)."""
+        version = router.choose()
+        cid = await to_thread.run_sync(stores[who.saved].start_conversation, who.pseudo_id, version)
+        return {"id": cid, "model_version": version, "messages": []}
+
+    @app.get("/api/conversations", tags=["chat"])
+    async def list_conversations(who: CallerDep) -> list[dict]:
+        return await to_thread.run_sync(stores[who.saved].conversations, who.pseudo_id)
+
+    @app.get("/api/conversations/{conversation_id}", tags=["chat"])
+    async def read_conversation(conversation_id: str, who: CallerDep) -> dict:
+        return await to_thread.run_sync(stores[who.saved].conversation, who.pseudo_id, conversation_id)
+
+    @app.post("/api/conversations/{conversation_id}/messages", tags=["chat"])
+    async def send_message(conversation_id: str, body: MessageIn, who: CallerDep,
+                           stream: Annotated[bool, Query(description="Stream the reply as server-sent events.")] = True):
+        """Send a message. With ``stream`` (default) the reply comes as server-sent events: ``human`` (the stored
+        message), ``delta`` (checked reply text), ``replace`` (a canned reply replaces what was shown), ``done``
+        (the stored reply); otherwise as JSON ``{"human": ..., "reply": ...}``."""
+        store = stores[who.saved]
+        text = user_text(body.text)
+        await to_thread.run_sync(store.awaiting_feedback, who.pseudo_id, conversation_id)  # 404 / 403 before streaming
+        events = turns.run(store, who.pseudo_id, conversation_id, text, generation())
+        if not stream:
+            result = {}
+            async for event in events:
+                if event.kind in ("human", "done"):
+                    result["human" if event.kind == "human" else "reply"] = event.data
+            return result
+        return StreamingResponse(_sse(events), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    # ratings and traces ---------------------------------------------------------------------------------
+    @app.put("/api/messages/{message_id}/rating", tags=["feedback"])
+    async def rate(message_id: str, body: RatingIn, who: CallerDep) -> dict:
+        """Rate a bot message, change the rating, or withdraw it (``thumb`` null). After a thumbs down on the
+        latest reply the bot asks what it should have said (``follow_up``); the next message answers it."""
+        store = stores[who.saved]
+        rating = await to_thread.run_sync(lambda: store.rate(who.pseudo_id, message_id, body.thumb, body.reason, body.free_text))
+        follow_up = None
+        if body.thumb == "down":
+            convo_id = await to_thread.run_sync(_conversation_of, store, message_id)
+            convo = await to_thread.run_sync(store.conversation, who.pseudo_id, convo_id)
+            last = convo["messages"][-1]
+            if last["id"] == message_id and not last["is_safety_controlled_response"]:
+                follow_up = await turns.ask_for_feedback(store, who.pseudo_id, convo_id)
+        return {"message_id": message_id, "rating": rating, "follow_up": follow_up}
+
+    @app.delete("/api/messages/{message_id}/rating", tags=["feedback"])
+    async def withdraw(message_id: str, who: CallerDep) -> dict:
+        store = stores[who.saved]
+        await to_thread.run_sync(lambda: store.rate(who.pseudo_id, message_id, None))
+        return {"message_id": message_id, "rating": None}
+
+    @app.get("/api/messages/{message_id}/trace", tags=["feedback"])
+    async def trace(message_id: str, who: CallerDep) -> dict:
+        """Why this reply: model version, safety verdicts, generation settings, timings, module traces."""
+        return await to_thread.run_sync(stores[who.saved].trace, who.pseudo_id, message_id)
+
+    # OpenAI-compatible ----------------------------------------------------------------------------------
+    @app.post("/v1/chat/completions", tags=["openai"])
+    async def chat_completions(body: ChatCompletionIn, who: CallerDep):
+        """OpenAI's chat completions, stored like any web chat. Send the session token as the API key. The
+        response ``id`` is the stored bot message's id: rate it with ``PUT /api/messages/{id}/rating``."""
+        store = stores[who.saved]
+        turns_in = [m for m in body.messages if m.role != "system"]
+        if turns_in[-1:] and turns_in[-1].role != "user":
+            raise HTTPException(422, "the last message must have role 'user'")
+        text = user_text(turns_in[-1].content if turns_in else "")
+        convo_id = await to_thread.run_sync(lambda: _conversation_for(store, who, router, [m.model_dump() for m in turns_in[:-1]]))
+        reply_id = f"chatcmpl-{convo_id[2:10]}{time.time_ns():x}"
+        events = turns.run(store, who.pseudo_id, convo_id, text, generation(body), reply_id=reply_id)
+        if body.stream:
+            return StreamingResponse(_openai_chunks(events, reply_id), media_type="text/event-stream")
+        reply = None
+        async for event in events:
+            if event.kind == "done":
+                reply = event.data
+        return _completion(reply_id, reply)
+
+    # admin ----------------------------------------------------------------------------------------------
+    @app.get("/api/admin/conversations/{conversation_id}", tags=["admin"], dependencies=[Depends(admin)])
+    async def admin_conversation(conversation_id: str) -> dict:
+        return await to_thread.run_sync(stores[True].conversation, None, conversation_id)
+
+    @app.get("/api/admin/stats", tags=["admin"], dependencies=[Depends(admin)])
+    async def admin_stats() -> dict:
+        def counts() -> dict:
+            with engine.connect() as conn:
+                one = lambda q: conn.execute(q).scalar_one()  # noqa: E731
+                return {
+                    "users": one(select(func.count()).select_from(User)),
+                    "conversations": one(select(func.count()).select_from(Conversation)),
+                    "messages": one(select(func.count()).select_from(Message)),
+                    "thumbs_up": one(select(func.count()).where(Feedback.thumb == "up")),
+                    "thumbs_down": one(select(func.count()).where(Feedback.thumb == "down")),
+                    "model_versions": [r._asdict() for r in conn.execute(
+                        select(ModelVersion.name, ModelVersion.status, ModelVersion.traffic_share))],
+                    "serving": router.shares,
+                }
+        return await to_thread.run_sync(counts)
+
+    return app
+
+
+def _conversation_of(store: ChatStore, message_id: str) -> str:
+    with store.engine.connect() as conn:
+        return conn.execute(select(Conversation.external_id).join(Message, Message.conversation_id == Conversation.id)
+                            .where(Message.external_id == message_id)).scalar_one()
+
+
+def _conversation_for(store: ChatStore, who: Caller, router: Router, history: list[dict]) -> str:
+    """The caller's conversation whose messages are exactly ``history`` (the client re-sends it each turn),
+    or a new one holding that history."""
+    wanted = [(m["role"], m["content"]) for m in history]
+    if wanted:
+        for summary in reversed(store.conversations(who.pseudo_id)[-50:]):
+            convo = store.conversation(who.pseudo_id, summary["id"])
+            have = [("user" if m["sender"] == "human" else "assistant", m["text"]) for m in convo["messages"]]
+            if have == wanted:
+                return summary["id"]
+    convo_id = store.start_conversation(who.pseudo_id, router.choose(), source="api")
+    for role, content in wanted:
+        store.add_message(who.pseudo_id, convo_id, Sender.HUMAN if role == "user" else Sender.BOT, content)
+    return convo_id
+
+
+async def _sse(events: AsyncIterator[Event]) -> AsyncIterator[str]:
+    async for event in events:
+        yield f"event: {event.kind}\ndata: {json.dumps(event.data, ensure_ascii=False)}\n\n"
+
+
+def _completion(reply_id: str, reply: dict) -> dict:
+    return {
+        "id": reply_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": reply["model_version"] or "organic",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply["text"]}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
+async def _openai_chunks(events: AsyncIterator[Event], reply_id: str) -> AsyncIterator[str]:
+    def chunk(delta: dict, finish: str | None = None, model: str | None = None) -> str:
+        body = {"id": reply_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model or "organic",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    shown = False
+    async for event in events:
+        if event.kind == "delta":
+            shown = True
+            yield chunk({"content": event.data["text"]})
+        elif event.kind == "replace":  # a stream cannot retract text: after checked text, the canned reply follows a marker
+            yield chunk({"content": ("\n[replaced by a safe reply] " if shown else "") + event.data["text"]})
+        elif event.kind == "done":
+            yield chunk({}, "stop", event.data["model_version"])
+    yield "data: [DONE]\n\n"

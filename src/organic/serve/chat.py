@@ -1,0 +1,247 @@
+"""The live chat's reads and writes: users, conversations, messages, ratings, on one store engine.
+
+The server keeps two of these: one on the store, for users who chose "save my conversation", and one on
+a private in-memory SQLite database for users who did not, so that they can chat through the same code
+while nothing of theirs reaches the store. Every method commits before it returns, so whatever the
+server acknowledges to a client is already durable. Methods are synchronous: the server calls them in
+worker threads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from organic.store.bulk import ensure_model_versions
+from organic.store.models import Conversation, Feedback, Message, ModelVersion, User, utcnow
+from organic.taxonomy import DislikeReason, Sender
+
+FEEDBACK_REQUEST = "feedback_request"  # the bot's "what should I have said?" turn
+FEEDBACK_THANKS = "feedback_thanks"  # the bot's acknowledgement of the answer
+
+
+class NotFound(LookupError):
+    """No such conversation or message (or not one the caller may see)."""
+
+
+class Forbidden(PermissionError):
+    """The conversation or message belongs to another user."""
+
+
+class Invalid(ValueError):
+    """The request is well-formed but not allowed (a rating on a human message, a wrong reason)."""
+
+
+def new_id(prefix: str = "") -> str:
+    return prefix + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Consent:
+    age_confirmed: bool
+    save_conversations: bool
+    allow_release: bool
+
+
+def message_json(m: Message, rating: Feedback | None = None, version: str | None = None) -> dict[str, Any]:
+    """A message as the API shows it to its owner."""
+    return {
+        "id": m.external_id,
+        "sender": m.sender,
+        "text": m.text,
+        "position": m.position,
+        "created_at": m.created_at.isoformat() if m.created_at else None,
+        "model_version": version,
+        "is_safety_controlled_response": m.is_safety_controlled_response,
+        "previous_interaction_failure": m.previous_interaction_failure,
+        "from_model_crash": m.from_model_crash,
+        "is_dislike_feedback": m.is_dislike_feedback,
+        "module": (m.traces or {}).get("module"),
+        "rating": None if rating is None else {"thumb": rating.thumb, "reason": rating.reason, "free_text": rating.free_text},
+    }
+
+
+class ChatStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._session = sessionmaker(engine, expire_on_commit=False)
+
+    # users --------------------------------------------------------------------------------------------
+    def create_user(self, consent: Consent) -> str:
+        pseudo_id = new_id("u-")
+        with self._session.begin() as s:
+            s.add(User(pseudo_id=pseudo_id, age_confirmed=consent.age_confirmed,
+                       save_conversations=consent.save_conversations, allow_release=consent.allow_release))
+        return pseudo_id
+
+    def _user(self, s: Session, pseudo_id: str) -> User:
+        user = s.scalar(select(User).where(User.pseudo_id == pseudo_id))
+        if user is None:
+            raise Forbidden("your session is no longer valid (the user was deleted); accept the terms again")
+        return user
+
+    # conversations ------------------------------------------------------------------------------------
+    def start_conversation(self, pseudo_id: str, model_version: str, source: str = "live") -> str:
+        external_id = new_id("c-")
+        with self._session.begin() as s:
+            user = self._user(s, pseudo_id)
+            version_id = ensure_model_versions(s.connection(), [model_version])[model_version]
+            s.add(Conversation(external_id=external_id, user_id=user.id, model_version_id=version_id, source=source))
+        return external_id
+
+    def _owned_conversation(self, s: Session, pseudo_id: str | None, conversation_id: str) -> Conversation:
+        convo = s.scalar(select(Conversation).where(Conversation.external_id == conversation_id))
+        if convo is None:
+            raise NotFound(f"no conversation {conversation_id!r}")
+        if pseudo_id is not None and convo.user.pseudo_id != pseudo_id:
+            raise Forbidden(f"conversation {conversation_id!r} belongs to another user")
+        return convo
+
+    def conversation(self, pseudo_id: str | None, conversation_id: str) -> dict[str, Any]:
+        """A conversation with its messages and their ratings; ``pseudo_id`` None reads any (admin)."""
+        with self._session() as s:
+            convo = self._owned_conversation(s, pseudo_id, conversation_id)
+            rows = s.execute(
+                select(Message, Feedback, ModelVersion.name)
+                .outerjoin(Feedback, (Feedback.message_id == Message.id) & (Feedback.user_id == convo.user_id))
+                .outerjoin(ModelVersion, Message.model_version_id == ModelVersion.id)
+                .where(Message.conversation_id == convo.id).order_by(Message.position)
+            ).all()
+            version = s.get(ModelVersion, convo.model_version_id) if convo.model_version_id else None
+            return {
+                "id": convo.external_id,
+                "created_at": convo.created_at.isoformat(),
+                "model_version": version.name if version else None,
+                "messages": [message_json(m, f, v) for m, f, v in rows],
+            }
+
+    def conversations(self, pseudo_id: str) -> list[dict[str, Any]]:
+        with self._session() as s:
+            user = self._user(s, pseudo_id)
+            rows = s.execute(
+                select(Conversation.external_id, Conversation.created_at, func.count(Message.id))
+                .outerjoin(Message, Message.conversation_id == Conversation.id)
+                .where(Conversation.user_id == user.id).group_by(Conversation.id).order_by(Conversation.id)
+            ).all()
+        return [{"id": cid, "created_at": created.isoformat(), "messages": n} for cid, created, n in rows]
+
+    def conversation_model_version(self, conversation_id: str) -> str | None:
+        with self._session() as s:
+            return s.scalar(select(ModelVersion.name).join(Conversation, Conversation.model_version_id == ModelVersion.id)
+                            .where(Conversation.external_id == conversation_id))
+
+    def history(self, pseudo_id: str, conversation_id: str) -> list[dict[str, str]]:
+        """The conversation as chat messages for the model; the feedback exchange is left out of it."""
+        with self._session() as s:
+            convo = self._owned_conversation(s, pseudo_id, conversation_id)
+            messages = s.scalars(select(Message).where(Message.conversation_id == convo.id).order_by(Message.position)).all()
+        return [
+            {"role": "user" if m.sender == Sender.HUMAN.value else "assistant", "content": m.text}
+            for m in messages
+            if not m.is_dislike_feedback and (m.traces or {}).get("module") not in (FEEDBACK_REQUEST, FEEDBACK_THANKS)
+        ]
+
+    def awaiting_feedback(self, pseudo_id: str, conversation_id: str) -> bool:
+        """True when the last bot turn asked "what should I have said?": the next user message answers it."""
+        with self._session() as s:
+            convo = self._owned_conversation(s, pseudo_id, conversation_id)
+            last = s.scalar(select(Message).where(Message.conversation_id == convo.id).order_by(Message.position.desc()).limit(1))
+        return last is not None and (last.traces or {}).get("module") == FEEDBACK_REQUEST
+
+    def add_message(self, pseudo_id: str, conversation_id: str, sender: Sender, text: str, *,
+                    model_version: str | None = None, external_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Append a message (committed before this returns) and, for the answer to "what should I have
+        said?", link it to the disliked reply's rating."""
+        with self._session.begin() as s:
+            convo = self._owned_conversation(s, pseudo_id, conversation_id)
+            # lock the conversation so concurrent appends get distinct positions (SQLite: the write lock already does)
+            s.execute(select(Conversation.id).where(Conversation.id == convo.id).with_for_update())
+            position = s.scalar(select(func.coalesce(func.max(Message.position) + 1, 0)).where(Message.conversation_id == convo.id))
+            version_id = ensure_model_versions(s.connection(), [model_version])[model_version] if model_version else None
+            message = Message(conversation_id=convo.id, position=position, sender=sender.value, text=text,
+                              external_id=external_id or new_id("h-" if sender is Sender.HUMAN else "b-"),
+                              model_version_id=version_id, **fields)
+            s.add(message)
+            s.flush()
+            if message.is_dislike_feedback:
+                rating = s.scalar(select(Feedback).join(Message, Feedback.message_id == Message.id)
+                                  .where(Message.conversation_id == convo.id, Feedback.thumb == "down")
+                                  .order_by(Message.position.desc()).limit(1))
+                if rating is not None:
+                    rating.feedback_message_id = message.id
+            return message_json(message, version=model_version)
+
+    # ratings ------------------------------------------------------------------------------------------
+    def _owned_message(self, s: Session, pseudo_id: str, message_id: str) -> tuple[Message, Conversation]:
+        message = s.scalar(select(Message).where(Message.external_id == message_id))
+        if message is None:
+            raise NotFound(f"no message {message_id!r}")
+        convo = message.conversation
+        if convo.user.pseudo_id != pseudo_id:
+            raise Forbidden(f"message {message_id!r} belongs to another user's conversation")
+        return message, convo
+
+    def rate(self, pseudo_id: str, message_id: str, thumb: str | None, reason: str | None = None,
+             free_text: str | None = None) -> dict[str, Any] | None:
+        """Set, change (``thumb`` up/down) or withdraw (``thumb`` None) the user's rating of a bot message."""
+        with self._session.begin() as s:
+            message, convo = self._owned_message(s, pseudo_id, message_id)
+            if message.sender != Sender.BOT.value:
+                raise Invalid("only bot messages can be rated")
+            if (message.traces or {}).get("module") in (FEEDBACK_REQUEST, FEEDBACK_THANKS):
+                raise Invalid("this message is part of the feedback exchange and cannot be rated")
+            parsed = validate_rating(thumb, reason, canned=message.is_safety_controlled_response)
+            existing = s.scalar(select(Feedback).where(Feedback.message_id == message.id, Feedback.user_id == convo.user_id))
+            if thumb is None:
+                if existing is not None:
+                    s.delete(existing)
+                return None
+            if existing is None:
+                existing = Feedback(message_id=message.id, user_id=convo.user_id, thumb=thumb)
+                s.add(existing)
+            existing.thumb, existing.reason, existing.free_text, existing.updated_at = thumb, parsed, free_text, utcnow()
+            return {"thumb": thumb, "reason": parsed, "free_text": free_text}
+
+    def trace(self, pseudo_id: str, message_id: str) -> dict[str, Any]:
+        """Why the bot said this: model version, safety verdicts, generation settings, timings, module traces."""
+        with self._session() as s:
+            message, _ = self._owned_message(s, pseudo_id, message_id)
+            version = s.get(ModelVersion, message.model_version_id) if message.model_version_id else None
+            return {
+                "id": message.external_id,
+                "sender": message.sender,
+                "model_version": version.name if version else None,
+                "safety": message.safety,
+                "is_safety_controlled_response": message.is_safety_controlled_response,
+                "previous_interaction_failure": message.previous_interaction_failure,
+                "from_model_crash": message.from_model_crash,
+                "generation": message.generation,
+                "timings": message.timings,
+                "traces": message.traces,
+                "reward": message.reward,
+            }
+
+
+def validate_rating(thumb: str | None, reason: str | None, *, canned: bool) -> str | None:
+    """The canonical reason for a rating, or ``Invalid`` saying what is allowed."""
+    if thumb not in ("up", "down", None):
+        raise Invalid(f"thumb must be 'up', 'down' or null (to withdraw), not {thumb!r}")
+    if thumb != "down":
+        if reason is not None:
+            raise Invalid("a reason goes with a thumbs down only")
+        return None
+    if reason is None:
+        return None
+    allowed = [r for r in DislikeReason if r.for_safety_reply == canned]
+    try:
+        parsed = DislikeReason.parse(reason)
+    except ValueError:
+        parsed = None
+    if parsed not in allowed:
+        kind = "a canned safety reply" if canned else "a model reply"
+        raise Invalid(f"reason {reason!r} does not apply to {kind}; choose one of: {', '.join(r.value for r in allowed)}")
+    return parsed.value

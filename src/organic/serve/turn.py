@@ -1,0 +1,131 @@
+"""One chat turn: store the user's message, check it, generate a reply under the safety layer, store it.
+
+The reply streams to the client a sentence at a time, and each piece is checked before it leaves: the
+client never sees unchecked model text. If a later piece fails, the client is told to replace what it
+showed with a canned safe reply, and the canned reply is what gets stored, flagged as in BB3x. A model
+failure gives a canned reply flagged ``from_model_crash``, never an error page. After a thumbs down the
+bot asks what it should have said; the user's next message is stored as dislike feedback and answered
+with thanks instead of a model reply.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from anyio import to_thread
+
+from organic.generate import Backend, GenerationError, GenerationSettings
+from organic.safety import canned_reply, check
+from organic.serve.chat import FEEDBACK_REQUEST, FEEDBACK_THANKS, ChatStore
+from organic.serve.router import Router
+from organic.taxonomy import InteractionFailure, Sender
+
+FEEDBACK_QUESTION = "Sorry about that! What should I have said instead?"
+FEEDBACK_THANKS_REPLY = "Thanks, that helps me learn! What else would you like to talk about?"
+SENTENCE_END = re.compile(r"[.!?\n]\s*$")
+CHECK_EVERY_CHARS = 120  # a long run without sentence end is checked and sent anyway
+
+
+@dataclass
+class Event:
+    kind: str  # human (the stored user message), delta (checked reply text), replace (canned text), done (stored reply)
+    data: dict[str, Any]
+
+
+class Turns:
+    def __init__(self, router: Router, *, rng: random.Random | None = None):
+        self.router = router
+        self.rng = rng or random.Random()
+
+    async def run(self, store: ChatStore, pseudo_id: str, conversation_id: str, text: str,
+                  settings: GenerationSettings, *, reply_id: str | None = None) -> AsyncIterator[Event]:
+        awaiting = await to_thread.run_sync(store.awaiting_feedback, pseudo_id, conversation_id)
+        verdict = await to_thread.run_sync(check, text)
+        human = await to_thread.run_sync(lambda: store.add_message(
+            pseudo_id, conversation_id, Sender.HUMAN, text, safety=verdict.to_json(), is_dislike_feedback=awaiting))
+        yield Event("human", human)
+
+        if awaiting:
+            reply = await to_thread.run_sync(lambda: store.add_message(
+                pseudo_id, conversation_id, Sender.BOT, FEEDBACK_THANKS_REPLY, traces={"module": FEEDBACK_THANKS},
+                external_id=reply_id))
+            yield Event("delta", {"text": FEEDBACK_THANKS_REPLY})
+            yield Event("done", reply)
+            return
+
+        version = await to_thread.run_sync(store.conversation_model_version, conversation_id)
+        backend = self.router.backend(version)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        failure: InteractionFailure | None = InteractionFailure.UNSAFE_HUMAN if verdict.blocked else None
+        topic = verdict.sensitive_topic
+        shown, pending, bot_verdict = "", "", None
+        if failure is None:
+            history = await to_thread.run_sync(store.history, pseudo_id, conversation_id)
+            try:
+                async for delta in _stream(backend, history, settings):
+                    timings.setdefault("first_token_s", round(time.perf_counter() - started, 4))
+                    pending += delta
+                    if SENTENCE_END.search(pending) or len(pending) >= CHECK_EVERY_CHARS:
+                        bot_verdict = await to_thread.run_sync(check, shown + pending)
+                        if bot_verdict.blocked:
+                            failure, topic = InteractionFailure.UNSAFE_BOT, bot_verdict.sensitive_topic
+                            break
+                        yield Event("delta", {"text": pending})
+                        shown, pending = shown + pending, ""
+                if failure is None and pending:
+                    bot_verdict = await to_thread.run_sync(check, shown + pending)
+                    if bot_verdict.blocked:
+                        failure, topic = InteractionFailure.UNSAFE_BOT, bot_verdict.sensitive_topic
+                    else:
+                        yield Event("delta", {"text": pending})
+                        shown += pending
+                if failure is None and not shown.strip():
+                    raise GenerationError("the model returned an empty reply")
+            except GenerationError as error:
+                failure, timings["error"] = InteractionFailure.MODEL_CRASH, str(error)[:500]
+        timings["total_s"] = round(time.perf_counter() - started, 4)
+
+        fields: dict[str, Any] = {
+            "generation": settings.to_json(),
+            "timings": timings,
+            "traces": {"backend": backend.name},
+        }
+        if failure is None:
+            reply_text = shown.strip()
+            fields["safety"] = bot_verdict.to_json()
+        else:
+            reply_text = canned_reply(failure, topic, self.rng)
+            yield Event("replace", {"text": reply_text})
+            fields |= {
+                "safety": (bot_verdict or await to_thread.run_sync(check, reply_text)).to_json(),
+                "is_safety_controlled_response": True,
+                "previous_interaction_failure": failure.value,
+                "from_model_crash": failure is InteractionFailure.MODEL_CRASH,
+            }
+            fields["traces"]["blocked"] = {"failure": failure.value, "topic": topic, "candidate_chars": len(shown + pending)}
+        reply = await to_thread.run_sync(lambda: store.add_message(
+            pseudo_id, conversation_id, Sender.BOT, reply_text, model_version=backend.model_version,
+            external_id=reply_id, **fields))
+        yield Event("done", reply)
+
+    async def ask_for_feedback(self, store: ChatStore, pseudo_id: str, conversation_id: str) -> dict[str, Any]:
+        """The bot's "what should I have said?" turn after a thumbs down."""
+        return await to_thread.run_sync(lambda: store.add_message(
+            pseudo_id, conversation_id, Sender.BOT, FEEDBACK_QUESTION, traces={"module": FEEDBACK_REQUEST}))
+
+
+async def _stream(backend: Backend, history: list[dict], settings: GenerationSettings) -> AsyncIterator[str]:
+    """The backend's stream, with any failure surfaced as ``GenerationError``."""
+    try:
+        async for delta in backend.stream(history, settings):
+            yield delta
+    except GenerationError:
+        raise
+    except Exception as error:  # a backend bug is a model crash to the user, and is recorded in the timings
+        raise GenerationError(f"{type(error).__name__}: {error}") from error
