@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 
 import pytest
+
+from support import POSTGRES_ADMIN_URL
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing downloads at test time
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-FIXTURES = Path(__file__).parent / "fixtures"
-POSTGRES_ADMIN_URL = os.environ.get("ORGANIC_TEST_POSTGRES_URL")  # e.g. postgresql+psycopg://organic:organic@127.0.0.1/postgres
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +25,7 @@ def _isolated_home(tmp_path, monkeypatch):
     get_settings.cache_clear()
 
 
-def _postgres_url(request) -> str:
+def _postgres_admin_url() -> str:
     if not POSTGRES_ADMIN_URL:
         if os.environ.get("CI"):
             pytest.fail("ORGANIC_TEST_POSTGRES_URL is not set: CI must start PostgreSQL (see scripts/services.sh)")
@@ -37,7 +35,7 @@ def _postgres_url(request) -> str:
 
 @pytest.fixture
 def database_url(request, tmp_path):
-    """A URL to an empty database of the kind ``request.param`` names (``sqlite`` or ``postgresql``)."""
+    """A URL to an empty database of the kind ``request.param`` names (``sqlite`` by default, or ``postgresql``)."""
     kind = getattr(request, "param", "sqlite")
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'organic.db'}"
@@ -45,7 +43,7 @@ def database_url(request, tmp_path):
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    admin_url = make_url(_postgres_url(request))
+    admin_url = make_url(_postgres_admin_url())
     name = f"organic_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -65,6 +63,3 @@ def engine(database_url):
     engine = connect(database_url)
     yield engine
     engine.dispose()
-
-
-both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)

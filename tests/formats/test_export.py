@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from conftest import FIXTURES, both_databases
+from support import FIXTURES, both_databases
 from organic.cli import app
 from organic.formats.export import export
 from organic.formats.ingest import import_bb3x

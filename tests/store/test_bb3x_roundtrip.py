@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from conftest import FIXTURES, both_databases
+from support import FIXTURES, both_databases
 from organic.formats.bb3x import TRACE_KEYS, to_bb3x
 from organic.formats.export import export
 from organic.formats.ingest import import_bb3x

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from conftest import FIXTURES, both_databases
+from support import FIXTURES, both_databases
 from organic.cli import app
 from organic.formats.ingest import import_bb3x
 from organic.store.read import count_conversations, iter_conversations
