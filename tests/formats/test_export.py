@@ -130,3 +130,31 @@ def test_cli_export_and_user_delete(database_url, tmp_path):
     assert deleted.exit_code == 0 and "1 conversations removed" in deleted.output
     again = runner.invoke(app, ["user", "delete", "u-alice", "--database-url", database_url])
     assert again.exit_code == 1 and "no user 'u-alice'" in again.output
+
+
+@both_databases
+def test_release_takes_consented_users_scrubs_pii_and_writes_a_data_card(engine, tmp_path):
+    source = tmp_path / "pii.jsonl"
+    convo = {"user_pseudo_id": "u-zoe", "convo_id": "c-pii", "message_history": [
+        {"text": "Hi, my name is Jessica Miller and my email is jess.miller@example.com", "sender": "human"},
+        {"text": "Nice to meet you! Do you like Taylor Swift?", "sender": "bot",
+         "memories": {"partner's persona": ["My name is Jessica Miller."]}},
+        {"text": "Call me at (555) 123-4567, I live at 42 Maple Street.", "sender": "human"},
+    ]}
+    source.write_text(json.dumps(convo) + "\n")
+    import_bb3x(engine, [source])
+    import_bb3x(engine, [FIXTURES / "bb3x_sample.jsonl"], allow_release=False)
+    out = tmp_path / "release.jsonl"
+    summary = export(engine, "bb3x", out, release=True, salt=b"fixed salt for the test")
+    released = jsonl(out)
+    assert [c["convo_id"] for c in released] == ["c-pii"]  # the other users did not allow release
+    text = out.read_text()
+    for secret in ("Jessica", "Miller", "jess.miller@example.com", "123-4567", "Maple", "u-zoe"):
+        assert secret not in text, secret
+    assert "Taylor Swift" in text and "[PII:" in text and " Street" in text
+    assert released[0]["user_pseudo_id"] != "u-zoe"
+    assert summary.pii["email"] == 1 and summary.pii["phone"] == 1 and summary.pii["name"] >= 2
+    card = (tmp_path / "release.jsonl.DATA_CARD.md").read_text()
+    assert "CC BY 4.0" in card and "1 conversations, 3 messages" in card and "allow public release" in card
+    with pytest.raises(ValueError, match="drop --consent"):
+        export(engine, "bb3x", out, Filters(consent="saved"), release=True)

@@ -61,9 +61,9 @@ class _Release:
         return hmac.new(self.salt, value.encode(), hashlib.sha256).hexdigest()[:16]
 
     def _text(self, text: str) -> str:
-        for span in self.scrubber.find(text):
-            self.found[span.kind] += 1
-        return self.scrubber.scrub(text)
+        spans = self.scrubber.find(text)
+        self.found.update(span.kind for span in spans)
+        return self.scrubber.scrub(text, spans)
 
     def _deep(self, value: Any) -> Any:
         if isinstance(value, str):

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from anyio import to_thread
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -88,8 +90,16 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
                   description="Chat with an open model, rate its replies, and help it learn.")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    def error_response(request: Request, status: int, detail) -> JSONResponse:
+        if request.url.path.startswith("/v1/"):  # OpenAI clients read the message from {"error": {...}}
+            message = detail if isinstance(detail, str) else json.dumps(jsonable_encoder(detail))
+            return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "code": status}}, status)
+        return JSONResponse({"detail": jsonable_encoder(detail)}, status)
+
     for error, status in ((NotFound, 404), (Forbidden, 403), (Invalid, 400)):
-        app.add_exception_handler(error, lambda _r, e, status=status: JSONResponse({"detail": str(e)}, status))
+        app.add_exception_handler(error, lambda r, e, status=status: error_response(r, status, str(e)))
+    app.add_exception_handler(HTTPException, lambda r, e: error_response(r, e.status_code, e.detail))
+    app.add_exception_handler(RequestValidationError, lambda r, e: error_response(r, 422, e.errors()))
 
     def caller(request: Request) -> Caller:
         return signer.caller(request)

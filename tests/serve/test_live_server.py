@@ -1,0 +1,91 @@
+"""Against a real uvicorn server on 127.0.0.1: the official OpenAI client, and concurrent clients losing nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import openai
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from organic.store import Conversation, Feedback, Message
+from serving import CONSENT, ScriptedBackend
+from support import both_databases
+
+
+def token(base_url: str, **consent) -> str:
+    return httpx.post(f"{base_url}/api/session", json={**CONSENT, **consent}).json()["token"]
+
+
+@both_databases
+def test_openai_client_chats_through_organic_and_every_exchange_is_stored(live_server, store_engine):
+    base = live_server([ScriptedBackend(["Nice to meet you. What do you like to do?", "Hiking is great fun."])])
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=token(base))
+    first = client.chat.completions.create(model="organic", messages=[{"role": "user", "content": "Hi, I'm new here."}])
+    assert first.choices[0].message.content == "Nice to meet you. What do you like to do?"
+    history = [{"role": "user", "content": "Hi, I'm new here."},
+               {"role": "assistant", "content": first.choices[0].message.content},
+               {"role": "user", "content": "I like hiking."}]
+    stream = client.chat.completions.create(model="organic", messages=history, stream=True)
+    chunks = [c for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text.strip() == "Hiking is great fun." and chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[0].id == chunks[-1].id
+    # the response id leads to the rating endpoint
+    rated = httpx.put(f"{base}/api/messages/{first.id}/rating", json={"thumb": "up"},
+                      headers={"Authorization": f"Bearer {client.api_key}"})
+    assert rated.status_code == 200
+    with Session(store_engine) as s:
+        assert s.scalar(select(func.count()).select_from(Conversation)) == 1  # the second call continued the first
+        texts = s.scalars(select(Message.text).order_by(Message.position)).all()
+        assert texts == ["Hi, I'm new here.", "Nice to meet you. What do you like to do?", "I like hiking.", "Hiking is great fun."]
+        assert s.scalar(select(Feedback.thumb)) == "up"
+
+
+def test_openai_client_errors_are_clear(live_server):
+    base = live_server()
+    bad_key = openai.OpenAI(base_url=f"{base}/v1", api_key="not-a-session", max_retries=0)
+    try:
+        bad_key.chat.completions.create(model="organic", messages=[{"role": "user", "content": "hi"}])
+        raise AssertionError("a forged key was accepted")
+    except openai.AuthenticationError as error:
+        assert "invalid session token" in str(error)
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=token(base), max_retries=0)
+    try:
+        client.chat.completions.create(model="organic", messages=[{"role": "assistant", "content": "hi"}])
+        raise AssertionError("a conversation ending with the assistant was accepted")
+    except openai.UnprocessableEntityError as error:
+        assert "role 'user'" in str(error)
+
+
+@both_databases
+def test_concurrent_clients_lose_nothing(live_server, store_engine):
+    """24 clients chat and rate at once; every acknowledged message and rating is in the store."""
+    base = live_server()
+
+    async def client(i: int, http: httpx.AsyncClient) -> tuple[int, int]:
+        headers = {"Authorization": f"Bearer {(await http.post('/api/session', json=CONSENT)).json()['token']}"}
+        cid = (await http.post("/api/conversations", headers=headers)).json()["id"]
+        acknowledged = ratings = 0
+        for turn in range(3):
+            r = await http.post(f"/api/conversations/{cid}/messages?stream=false", json={"text": f"client {i} turn {turn}"}, headers=headers)
+            assert r.status_code == 200, r.text
+            acknowledged += 2
+            if turn == 1:
+                r = await http.put(f"/api/messages/{r.json()['reply']['id']}/rating", json={"thumb": "up"}, headers=headers)
+                assert r.status_code == 200
+                ratings += 1
+        return acknowledged, ratings
+
+    async def main():
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            return await asyncio.gather(*(client(i, http) for i in range(24)))
+
+    results = asyncio.run(main())
+    with Session(store_engine) as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == sum(a for a, _ in results) == 144
+        assert s.scalar(select(func.count()).select_from(Feedback)) == sum(r for _, r in results) == 24
+        positions = s.execute(select(Message.conversation_id, func.count(), func.max(Message.position))
+                              .group_by(Message.conversation_id)).all()
+        assert all(n == top + 1 == 6 for _, n, top in positions)
