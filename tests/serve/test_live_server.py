@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
@@ -82,7 +83,8 @@ def test_concurrent_clients_lose_nothing(live_server, store_engine):
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             return await asyncio.gather(*(client(i, http) for i in range(24)))
 
-    results = asyncio.run(main())
+    with ThreadPoolExecutor(1) as pool:  # its own thread: Playwright's sync API may own this thread's loop
+        results = pool.submit(asyncio.run, main()).result()
     with Session(store_engine) as s:
         assert s.scalar(select(func.count()).select_from(Message)) == sum(a for a, _ in results) == 144
         assert s.scalar(select(func.count()).select_from(Feedback)) == sum(r for _, r in results) == 24

@@ -1,0 +1,140 @@
+"""TransformersBackend on a tiny random Llama: streaming, batching of concurrent requests, per-row settings, crashes."""
+
+import asyncio
+import contextlib
+
+import pytest
+import torch
+
+from organic.generate import GenerationError, GenerationSettings, TransformersBackend, model_version
+
+GREEDY = GenerationSettings(do_sample=False)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_dir):
+    backend = TransformersBackend(tiny_model_dir, batch_window=0.2)  # a wide window: the shared test CPU can be slow
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def forward_calls(backend):
+    """(batch size, last-position logits) of every forward call of the model during the test."""
+    calls = []
+
+    def record(module, args, kwargs, output):
+        calls.append((kwargs["input_ids"].shape[0], output.logits[:, -1].clone()))
+
+    handle = backend.model.register_forward_hook(record, with_kwargs=True)
+    yield calls
+    handle.remove()
+
+
+def chat(text):
+    return [{"role": "user", "content": text}]
+
+
+async def collect(backend, messages, settings):
+    return [delta async for delta in backend.stream(messages, settings)]
+
+
+def reference(backend, messages, max_new_tokens):
+    """The token ids transformers' own greedy ``generate`` writes for one prompt alone."""
+    ids = torch.tensor([backend.encode(messages, max_new_tokens)])
+    with torch.inference_mode():
+        out = backend.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False)
+    return out[0, ids.shape[1] :].tolist()
+
+
+def decode(backend, ids):
+    return backend.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def test_streams_text_in_several_deltas(backend):
+    deltas = asyncio.run(collect(backend, chat("Tell me a story"), GenerationSettings(max_new_tokens=12, seed=0)))
+    assert len(deltas) >= 3 and all(deltas)
+    assert "".join(deltas).strip()
+
+
+def test_concurrent_requests_share_batches_and_match_generate(backend, forward_calls):
+    lengths = [3, 5, 7, 9]
+    prompts = [chat(f"Hello number {i}, how are you?" + " really" * i) for i in range(4)]  # different lengths: left padding
+
+    async def main():
+        return await asyncio.gather(*(backend.generate(p, GenerationSettings(max_new_tokens=n, do_sample=False)) for p, n in zip(prompts, lengths)))
+
+    batches_before = backend.batches_run
+    replies = asyncio.run(main())
+    calls = list(forward_calls)
+    assert backend.batches_run - batches_before == 1
+    assert [size for size, _ in calls] == [4] * max(lengths)  # one prefill + one step per token of the longest reply
+
+    for row, (messages, n, reply) in enumerate(zip(prompts, lengths, replies)):
+        expected = reference(backend, messages, n)
+        assert len(expected) == n  # the tiny model never emits its end token here: every reply has its full length
+        assert reply == decode(backend, expected)
+        # the logits behind the row's last token equal those of the row run alone: padding and cache are right
+        alone = torch.tensor([backend.encode(messages, n) + expected[:-1]])
+        with torch.inference_mode():
+            torch.testing.assert_close(calls[n - 1][1][row], backend.model(input_ids=alone).logits[0, -1], atol=1e-4, rtol=1e-4)
+
+
+def test_rows_keep_their_own_settings(backend):
+    greedy, prompt = chat("What is your favourite colour?"), chat("Say something random")
+    sampled = GenerationSettings(max_new_tokens=8, temperature=1.5, top_p=1.0, seed=123)
+
+    async def main():
+        return await asyncio.gather(backend.generate(greedy, GenerationSettings(max_new_tokens=6, do_sample=False)), backend.generate(prompt, sampled))
+
+    first_greedy, first_sampled = asyncio.run(main())
+    second_greedy, second_sampled = asyncio.run(main())
+    assert first_greedy == second_greedy == decode(backend, reference(backend, greedy, 6))  # sampling beside it does not disturb greedy
+    assert first_sampled == second_sampled  # a seed makes a sampled reply reproducible
+    other_seed = asyncio.run(backend.generate(prompt, GenerationSettings(max_new_tokens=8, temperature=1.5, top_p=1.0, seed=7)))
+    assert other_seed != first_sampled
+
+
+def test_crash_raises_generation_error_and_worker_survives(backend, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(backend.model, "forward", boom)
+    with pytest.raises(GenerationError, match="out of memory"):
+        asyncio.run(backend.generate(chat("hi"), GREEDY))
+    monkeypatch.undo()
+    assert asyncio.run(backend.generate(chat("hi"), GenerationSettings(max_new_tokens=4, do_sample=False)))
+
+
+def test_consumer_can_stop_early(backend):
+    async def main():
+        async with contextlib.aclosing(backend.stream(chat("go on and on"), GenerationSettings(max_new_tokens=200, seed=1))) as stream:
+            async for delta in stream:
+                return delta
+
+    assert asyncio.run(main())
+    assert asyncio.run(backend.generate(chat("still there?"), GenerationSettings(max_new_tokens=3, do_sample=False)))
+
+
+def test_long_chats_drop_oldest_turns(backend):
+    history = [{"role": "system", "content": "You are kind."}]
+    for i in range(40):
+        history += [{"role": "user", "content": f"message {i} " + "blah " * 20}, {"role": "assistant", "content": "ok"}]
+    history.append({"role": "user", "content": "the last question"})
+    ids = backend.encode(history, max_new_tokens=64)
+    assert len(ids) + 64 <= backend.max_length
+    text = backend.tokenizer.decode(ids)
+    assert "You are kind." in text and "the last question" in text and "message 0 " not in text
+
+
+def test_model_version_is_stable(tiny_model_dir, backend, tmp_path):
+    assert backend.model_version == model_version(tiny_model_dir)
+    assert backend.model_version.startswith(f"{tiny_model_dir.name}@")
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "VERSION").write_text("cringe-3\n")
+    assert model_version(tmp_path) == f"{tmp_path.name}@cringe-3"
+
+
+def test_missing_folder_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="has no config.json; run `organic model prepare` first"):
+        TransformersBackend(tmp_path)
