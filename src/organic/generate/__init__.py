@@ -1,0 +1,30 @@
+"""Generation backends behind one interface: a local transformers model (batched), any
+OpenAI-compatible server (vLLM, llama.cpp), or an echo for tests; plus model preparation.
+
+    from organic.generate import GenerationSettings, make_backend
+    backend = make_backend(settings)             # settings.backend picks the kind
+    async for delta in backend.stream(messages, GenerationSettings(max_new_tokens=64)):
+        ...
+
+Nothing here checks safety or stores messages: the server does both around a backend.
+"""
+
+from organic.generate.base import Backend, GenerationError, GenerationSettings
+from organic.generate.echo import EchoBackend
+from organic.generate.openai_backend import OpenAIBackend
+from organic.generate.prepare import BUNDLED_MODEL, bundled_gguf, make_backend, prepare_model
+from organic.generate.transformers_backend import TransformersBackend, model_version
+
+__all__ = [
+    "BUNDLED_MODEL",
+    "Backend",
+    "EchoBackend",
+    "GenerationError",
+    "GenerationSettings",
+    "OpenAIBackend",
+    "TransformersBackend",
+    "bundled_gguf",
+    "make_backend",
+    "model_version",
+    "prepare_model",
+]

@@ -1,0 +1,45 @@
+"""The one interface every generation backend implements, and the settings a request carries.
+
+A backend turns a chat (a list of ``{"role": ..., "content": ...}`` messages, OpenAI style) into the
+next assistant reply, streamed as text deltas. Its ``name`` and ``model_version`` are stored with
+every bot message, so a reply can always be traced to the exact model that wrote it. Backends must
+not apply safety checks or store anything: the server does both around them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+
+class GenerationError(RuntimeError):
+    """The model failed to produce a reply (crash, server error, lost connection).
+
+    The server answers with a canned reply flagged ``from_model_crash`` when it catches this.
+    """
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 64  # longest reply, in tokens
+    temperature: float = 0.7  # softmax temperature when sampling
+    top_p: float = 0.9  # nucleus sampling: keep the smallest set of tokens with this much probability
+    do_sample: bool = True  # False: greedy decoding (temperature and top_p are ignored)
+    seed: int | None = None  # makes sampling reproducible for this request
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class Backend(Protocol):
+    name: str  # "transformers", "openai", "echo"
+    model_version: str  # stable identifier of the weights that write the replies
+
+    def stream(self, messages: list[dict], settings: GenerationSettings) -> AsyncIterator[str]:
+        """Yield the reply as text deltas; raise ``GenerationError`` if the model fails."""
+        ...
+
+    async def generate(self, messages: list[dict], settings: GenerationSettings) -> str:
+        """The whole reply at once (default: join the stream)."""
+        return "".join([delta async for delta in self.stream(messages, settings)])
