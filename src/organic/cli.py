@@ -187,3 +187,7 @@ def model_prepare(name: Annotated[str, typer.Argument(help="The bundled model's 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -172,16 +172,15 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
         message), ``delta`` (checked reply text), ``replace`` (a canned reply replaces what was shown), ``done``
         (the stored reply); otherwise as JSON ``{"human": ..., "reply": ...}``."""
         store = stores[who.saved]
-        text = user_text(body.text)
-        await to_thread.run_sync(store.awaiting_feedback, who.pseudo_id, conversation_id)  # 404 / 403 before streaming
-        events = turns.run(store, who.pseudo_id, conversation_id, text, generation())
+        events = turns.run(store, who.pseudo_id, conversation_id, user_text(body.text), generation())
+        first = await anext(events)  # unknown or foreign conversations fail here, before any streaming starts
         if not stream:
-            result = {}
+            result = {"human": first.data}
             async for event in events:
-                if event.kind in ("human", "done"):
-                    result["human" if event.kind == "human" else "reply"] = event.data
+                if event.kind == "done":
+                    result["reply"] = event.data
             return result
-        return StreamingResponse(_sse(events), media_type="text/event-stream",
+        return StreamingResponse(_sse(_chain(first, events)), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     # ratings and traces ---------------------------------------------------------------------------------
@@ -277,6 +276,12 @@ def _conversation_for(store: ChatStore, who: Caller, router: Router, history: li
     for role, content in wanted:
         store.add_message(who.pseudo_id, convo_id, Sender.HUMAN if role == "user" else Sender.BOT, content)
     return convo_id
+
+
+async def _chain(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    yield first
+    async for event in rest:
+        yield event
 
 
 async def _sse(events: AsyncIterator[Event]) -> AsyncIterator[str]:

@@ -69,6 +69,7 @@ class ChatStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
+        self._versions: dict[str, int] = {}
 
     # users --------------------------------------------------------------------------------------------
     def create_user(self, consent: Consent) -> str:
@@ -89,17 +90,23 @@ class ChatStore:
         external_id = new_id("c-")
         with self._session.begin() as s:
             user = self._user(s, pseudo_id)
-            version_id = ensure_model_versions(s.connection(), [model_version])[model_version]
+            version_id = self._version_id(s, model_version)
             s.add(Conversation(external_id=external_id, user_id=user.id, model_version_id=version_id, source=source))
         return external_id
 
     def _owned_conversation(self, s: Session, pseudo_id: str | None, conversation_id: str) -> Conversation:
-        convo = s.scalar(select(Conversation).where(Conversation.external_id == conversation_id))
-        if convo is None:
+        row = s.execute(select(Conversation, User.pseudo_id).join(User, Conversation.user_id == User.id)
+                        .where(Conversation.external_id == conversation_id)).first()
+        if row is None:
             raise NotFound(f"no conversation {conversation_id!r}")
-        if pseudo_id is not None and convo.user.pseudo_id != pseudo_id:
+        if pseudo_id is not None and row.pseudo_id != pseudo_id:
             raise Forbidden(f"conversation {conversation_id!r} belongs to another user")
-        return convo
+        return row.Conversation
+
+    def _version_id(self, s: Session, name: str) -> int:
+        if name not in self._versions:  # model versions are few and never renamed: remember their ids
+            self._versions[name] = ensure_model_versions(s.connection(), [name])[name]
+        return self._versions[name]
 
     def conversation(self, pseudo_id: str | None, conversation_id: str) -> dict[str, Any]:
         """A conversation with its messages and their ratings; ``pseudo_id`` None reads any (admin)."""
@@ -161,7 +168,7 @@ class ChatStore:
             # lock the conversation so concurrent appends get distinct positions (SQLite: the write lock already does)
             s.execute(select(Conversation.id).where(Conversation.id == convo.id).with_for_update())
             position = s.scalar(select(func.coalesce(func.max(Message.position) + 1, 0)).where(Message.conversation_id == convo.id))
-            version_id = ensure_model_versions(s.connection(), [model_version])[model_version] if model_version else None
+            version_id = self._version_id(s, model_version) if model_version else None
             message = Message(conversation_id=convo.id, position=position, sender=sender.value, text=text,
                               external_id=external_id or new_id("h-" if sender is Sender.HUMAN else "b-"),
                               model_version_id=version_id, **fields)
@@ -177,13 +184,14 @@ class ChatStore:
 
     # ratings ------------------------------------------------------------------------------------------
     def _owned_message(self, s: Session, pseudo_id: str, message_id: str) -> tuple[Message, Conversation]:
-        message = s.scalar(select(Message).where(Message.external_id == message_id))
-        if message is None:
+        row = s.execute(select(Message, Conversation, User.pseudo_id)
+                        .join(Conversation, Message.conversation_id == Conversation.id)
+                        .join(User, Conversation.user_id == User.id).where(Message.external_id == message_id)).first()
+        if row is None:
             raise NotFound(f"no message {message_id!r}")
-        convo = message.conversation
-        if convo.user.pseudo_id != pseudo_id:
+        if row.pseudo_id != pseudo_id:
             raise Forbidden(f"message {message_id!r} belongs to another user's conversation")
-        return message, convo
+        return row.Message, row.Conversation
 
     def rate(self, pseudo_id: str, message_id: str, thumb: str | None, reason: str | None = None,
              free_text: str | None = None) -> dict[str, Any] | None:
