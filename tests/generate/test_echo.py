@@ -4,7 +4,7 @@ from organic.generate import EchoBackend, GenerationSettings
 
 
 def chat(text):
-    return [{"role": "system", "content": "be nice"}, {"role": "user", "content": text}, ]
+    return [{"role": "system", "content": "be nice"}, {"role": "user", "content": text}]
 
 
 async def collect(backend, messages, settings):

@@ -68,7 +68,9 @@ def test_concurrent_requests_share_batches_and_match_generate(backend, forward_c
     replies = asyncio.run(main())
     calls = list(forward_calls)
     assert backend.batches_run - batches_before == 1
-    assert [size for size, _ in calls] == [4] * max(lengths)  # one prefill + one step per token of the longest reply
+    # one prefill for all four, then one step per token, finished rows leaving the batch: not one run per request
+    running = [[row for row, n in enumerate(lengths) if n > step] for step in range(max(lengths))]
+    assert [size for size, _ in calls] == [len(rows) for rows in running]
 
     for row, (messages, n, reply) in enumerate(zip(prompts, lengths, replies)):
         expected = reference(backend, messages, n)
@@ -77,7 +79,8 @@ def test_concurrent_requests_share_batches_and_match_generate(backend, forward_c
         # the logits behind the row's last token equal those of the row run alone: padding and cache are right
         alone = torch.tensor([backend.encode(messages, n) + expected[:-1]])
         with torch.inference_mode():
-            torch.testing.assert_close(calls[n - 1][1][row], backend.model(input_ids=alone).logits[0, -1], atol=1e-4, rtol=1e-4)
+            batched = calls[n - 1][1][running[n - 1].index(row)]
+            torch.testing.assert_close(batched, backend.model(input_ids=alone).logits[0, -1], atol=1e-4, rtol=1e-4)
 
 
 def test_rows_keep_their_own_settings(backend):
@@ -116,6 +119,12 @@ def test_consumer_can_stop_early(backend):
     assert asyncio.run(backend.generate(chat("still there?"), GenerationSettings(max_new_tokens=3, do_sample=False)))
 
 
+def test_zero_new_tokens_and_invalid_settings(backend):
+    assert asyncio.run(backend.generate(chat("hi"), GenerationSettings(max_new_tokens=0))) == ""
+    with pytest.raises(ValueError, match="top_p"):
+        GenerationSettings(top_p=1.5)
+
+
 def test_long_chats_drop_oldest_turns(backend):
     history = [{"role": "system", "content": "You are kind."}]
     for i in range(40):
@@ -138,3 +147,19 @@ def test_model_version_is_stable(tiny_model_dir, backend, tmp_path):
 def test_missing_folder_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no config.json; run `organic model prepare` first"):
         TransformersBackend(tmp_path)
+
+
+def test_next_tokens_per_row_settings():
+    from organic.generate.transformers_backend import next_tokens
+
+    probs = torch.tensor([0.05, 0.5, 0.15, 0.3])  # nucleus at top_p=0.7: tokens 1 and 3
+    logits = probs.log().repeat(3, 1)
+    settings = [GREEDY, GenerationSettings(temperature=1.0, top_p=0.7), GenerationSettings(temperature=1.0, top_p=1.0)]
+    generator = torch.Generator().manual_seed(0)
+    draws = [next_tokens(logits, settings, [None, generator, generator]) for _ in range(400)]
+    assert {d[0] for d in draws} == {1}  # greedy
+    nucleus = [d[1] for d in draws]
+    assert set(nucleus) == {1, 3} and 0.5 < nucleus.count(1) / 400 < 0.75  # renormalised: 0.5 / 0.8 = 0.625
+    assert set(d[2] for d in draws) == {0, 1, 2, 3}  # top_p = 1 samples the whole distribution
+    first = next_tokens(logits, settings, [None, torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)])
+    assert first == next_tokens(logits, settings, [None, torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)])

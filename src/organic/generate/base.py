@@ -28,6 +28,10 @@ class GenerationSettings:
     do_sample: bool = True  # False: greedy decoding (temperature and top_p are ignored)
     seed: int | None = None  # makes sampling reproducible for this request
 
+    def __post_init__(self):
+        if self.max_new_tokens < 0 or self.temperature < 0 or not 0 <= self.top_p <= 1:
+            raise ValueError(f"invalid generation settings {self}: need max_new_tokens >= 0, temperature >= 0, 0 <= top_p <= 1")
+
     def to_json(self) -> dict:
         return asdict(self)
 

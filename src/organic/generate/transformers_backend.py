@@ -8,7 +8,8 @@ How batching works (static batching, the simple robust kind):
   one left-padded prefill, then one forward pass per new token for the whole batch, reusing the
   KV cache (``past_key_values``);
 - every row picks its next token with its *own* settings (greedy or temperature / top-p, its own
-  seed), stops at its own ``max_new_tokens`` or end-of-turn token, and streams its text back.
+  seed), stops at its own ``max_new_tokens`` or end-of-turn token, streams its text back, and
+  leaves the batch (and its KV cache) once finished or abandoned by its consumer.
 We decode step by step ourselves rather than calling ``model.generate`` because ``generate``
 applies one set of sampling settings to the whole batch and its streamers handle one row only.
 Requests arriving while a batch runs wait for the next one (continuous batching is what vLLM
@@ -20,6 +21,7 @@ This module must not download anything: the folder must exist (``organic.generat
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import queue
 import threading
@@ -34,6 +36,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from organic.generate.base import Backend, GenerationError, GenerationSettings
 
 _DONE = object()  # end-of-stream marker on a request's queue
+CANDIDATES = 256  # tokens considered for nucleus sampling before falling back to the whole vocabulary
 
 
 @dataclass(eq=False)
@@ -63,7 +66,10 @@ class TransformersBackend(Backend):
         self.device = torch.device(device)
         self.max_batch = max_batch  # most requests decoded together
         self.batch_window = batch_window  # seconds to wait for more requests after the first one arrives
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)  # encodes prompts, on the caller's thread
+        # the worker thread decodes with its own copy: a fast tokenizer used from two threads at once
+        # can fail with "RuntimeError: Already borrowed" (huggingface/transformers#47085)
+        self._decoder = copy.deepcopy(self.tokenizer)
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).to(self.device).eval()
         self.model_version = model_version(self.path)
         eos = self.model.generation_config.eos_token_id
@@ -81,6 +87,8 @@ class TransformersBackend(Backend):
             prompt_ids = self.encode(messages, settings.max_new_tokens)
         except Exception as e:  # a broken chat template or message list: still the model failing to answer
             raise GenerationError(f"could not build the prompt: {e}") from e
+        if settings.max_new_tokens == 0:
+            return
         request = _Request(prompt_ids, settings, asyncio.get_running_loop())
         self._start_worker()
         self._requests.put(request)
@@ -100,7 +108,7 @@ class TransformersBackend(Backend):
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             first = 1 if messages and messages[0]["role"] == "system" else 0
             if len(ids) + max_new_tokens <= self.max_length or len(messages) - first <= 1:
-                return ids[-(self.max_length - max_new_tokens) :]
+                return ids[-max(self.max_length - max_new_tokens, 1) :]  # a single huge message is cut from the left
             del messages[first]
 
     def close(self) -> None:
@@ -154,17 +162,19 @@ class TransformersBackend(Backend):
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             past_key_values=cache, use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :]
-        rows = [_Row(r, self.tokenizer, self.device) for r in batch]
-        for row in rows:
-            if row.request.settings.max_new_tokens <= 0:
-                row.finish()
-        while not all(row.done for row in rows):
-            next_ids = [self.pad_id if row.done else _pick(logits[i], row.request.settings, row.generator) for i, row in enumerate(rows)]
+        rows = [_Row(r, self._decoder, self.device) for r in batch]
+        while True:
+            next_ids = next_tokens(logits, [row.settings for row in rows], [row.generator for row in rows])
             for row, token in zip(rows, next_ids):
-                if not row.done:
-                    row.add(token, token in self.stop_ids)
-            if all(row.done for row in rows):
-                break
+                row.add(token, token in self.stop_ids)
+            keep = [i for i, row in enumerate(rows) if not row.done]
+            if not keep:
+                return
+            if len(keep) < len(rows):  # finished or abandoned rows leave the batch and cost nothing more
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                rows, next_ids = [rows[i] for i in keep], [next_ids[i] for i in keep]
+                attention_mask, position_ids = attention_mask[index], position_ids[index]
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(rows), 1)], dim=1)
             position_ids = position_ids[:, -1:] + 1
             logits = self.model(
@@ -178,8 +188,9 @@ class _Row:
 
     def __init__(self, request: _Request, tokenizer, device: torch.device):
         self.request = request
+        self.settings = request.settings
         self.tokenizer = tokenizer
-        self.generator = None if request.settings.seed is None else torch.Generator(device).manual_seed(request.settings.seed)
+        self.generator = None if self.settings.seed is None else torch.Generator(device).manual_seed(self.settings.seed)
         self.token_ids: list[int] = []
         self.sent = ""  # text already streamed to the consumer
 
@@ -195,7 +206,7 @@ class _Row:
             if not text.endswith("\ufffd") and text.startswith(self.sent) and len(text) > len(self.sent):
                 self.request.send(text[len(self.sent) :])
                 self.sent = text
-        if is_stop or len(self.token_ids) >= self.request.settings.max_new_tokens:
+        if is_stop or len(self.token_ids) >= self.settings.max_new_tokens:
             self.finish()
 
     def finish(self) -> None:
@@ -206,16 +217,31 @@ class _Row:
         self.request.send(_DONE)
 
 
-def _pick(logits: torch.Tensor, settings: GenerationSettings, generator: torch.Generator | None) -> int:
-    """The next token of one row: greedy, or sampled with temperature and nucleus (top-p) filtering."""
-    if not settings.do_sample or settings.temperature <= 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits.float() / settings.temperature, dim=-1)
-    if settings.top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
-        outside = sorted_probs.cumsum(-1) - sorted_probs >= settings.top_p  # mass before a token already reaches top_p
-        probs = probs.scatter(-1, order, sorted_probs.masked_fill(outside, 0.0))
-    return int(torch.multinomial(probs, 1, generator=generator))
+def next_tokens(logits: torch.Tensor, settings: list[GenerationSettings], generators: list[torch.Generator | None]) -> list[int]:
+    """Each row's next token with its own settings: greedy, or temperature + nucleus (top-p) sampling.
+
+    Sampling draws from the top ``CANDIDATES`` tokens when the nucleus lies inside them (nearly always),
+    which is exact and avoids sorting the whole vocabulary for every row at every step.
+    """
+    samples = [s.do_sample and s.temperature > 0 and s.top_p > 0 for s in settings]  # otherwise greedy
+    greedy = logits.argmax(-1).tolist()
+    temperature = torch.tensor([[s.temperature if sample else 1.0] for s, sample in zip(settings, samples)], device=logits.device)
+    scaled = logits.float() / temperature
+    top, top_ids = scaled.topk(min(CANDIDATES, scaled.shape[-1]), dim=-1)  # sorted, most likely first
+    top_probs = (top - scaled.logsumexp(-1, keepdim=True)).exp()
+    tokens = []
+    for i, (s, sample, generator) in enumerate(zip(settings, samples, generators)):
+        if not sample:
+            tokens.append(greedy[i])
+            continue
+        probs, ids = top_probs[i], top_ids[i]
+        if s.top_p >= 1.0 or probs.sum() < s.top_p:  # the nucleus reaches past the candidates
+            probs, ids = scaled[i].softmax(-1), None
+        else:  # keep the smallest set of most likely tokens whose probability reaches top_p
+            probs = probs.masked_fill(probs.cumsum(-1) - probs >= s.top_p, 0.0)
+        choice = int(torch.multinomial(probs, 1, generator=generator))
+        tokens.append(choice if ids is None else int(ids[choice]))
+    return tokens
 
 
 def model_version(path: Path) -> str:

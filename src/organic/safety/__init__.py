@@ -10,7 +10,7 @@ Nothing here generates text with a model or stores anything.
 
 from organic.safety.canned import canned_reply, is_canned
 from organic.safety.check import DEFAULT_THRESHOLD, NOT_OK, SafetyVerdict, TurnSafety, check, check_many, check_turn
-from organic.safety.topics import topics
+from organic.safety.topics import sensitive_topics
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -22,5 +22,5 @@ __all__ = [
     "check_many",
     "check_turn",
     "is_canned",
-    "topics",
+    "sensitive_topics",
 ]

@@ -24,7 +24,7 @@ def find_topic(text: str) -> str | None:
     return None
 
 
-def topics() -> list[str]:
+def sensitive_topics() -> list[str]:
     """All topic names, highest priority first."""
     return list(_topics())
 
