@@ -150,3 +150,16 @@ def test_canned_replies():
             reply = canned_reply(reason, topic, rng)
             assert is_canned(reply) and check(reply).ok  # a canned reply must itself pass the classifier and word list
     assert not is_canned("I love pizza.")
+
+
+def test_folded_classifier_matches_the_library():
+    """The fast path gives the library's own probabilities."""
+    import numpy as np
+
+    from organic.safety.classifier import _library, offensive_probability
+    from organic.safety.canned import CRASH_REPLIES, UNSAFE_BOT_REPLIES, UNSAFE_HUMAN_REPLIES
+
+    texts = ["you are a stupid piece of garbage", "what a lovely day", "I hate you so much", "fuck off", "",
+             "The Tour du Mont Blanc took 11 days.", *UNSAFE_HUMAN_REPLIES, *UNSAFE_BOT_REPLIES, *CRASH_REPLIES]
+    texts += [f"{a} {b}" for a in ("damn", "idiot", "nice", "kill", "love") for b in ("you", "this printer", "the game")]
+    np.testing.assert_allclose(offensive_probability(texts), _library().predict_prob(texts), rtol=1e-9, atol=1e-12)
