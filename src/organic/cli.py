@@ -169,6 +169,58 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
+reward_app = typer.Typer(help="The reward model: good / not good bot replies in context.", no_args_is_help=True)
+app.add_typer(reward_app, name="reward")
+
+
+@reward_app.command("train")
+def reward_train(
+    out: Annotated[Path, typer.Option("--out", help="Folder to save the reward model in.")],
+    kind: Annotated[str, typer.Option(help="embedding (CPU: MiniLM embeddings + logistic regression) or hf (fine-tune a sequence-classification model).")] = "embedding",
+    model: Annotated[str | None, typer.Option(help="For --kind hf: a local Hugging Face model folder.")] = None,
+    held_out_share: Annotated[float, typer.Option(help="Share of conversations held out for the metrics.")] = 0.2,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Train on thumbs and crowd labels in the store; report accuracy, F1, ROC AUC and calibration on held-out conversations."""
+    from organic.learn.data import build_training_set, held_out
+    from organic.learn.reward import RewardConfig, RewardModel, evaluate
+    from organic.store.read import iter_conversations
+
+    if kind not in ("embedding", "hf"):
+        raise fail(f"unknown kind {kind!r}; choose embedding or hf")
+    examples = build_training_set(iter_conversations(_engine(database_url)), sources=("thumb", "crowd"))
+    train = [e for e in examples if not held_out(e.conversation_id, held_out_share)]
+    test = [e for e in examples if held_out(e.conversation_id, held_out_share)]
+    try:
+        reward = RewardModel(RewardConfig(kind=kind, model=model)).fit(train)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    reward.save(out)
+    metrics = evaluate(reward, test)
+    table = Table("held-out metric", "value")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    console.print(f"trained on {len(train)} replies ({sum(e.label for e in train)} good); saved to {out}")
+
+
+@reward_app.command("score")
+def reward_score(
+    model: Annotated[Path, typer.Option("--model", help="A folder written by `organic reward train`.")],
+    overwrite: Annotated[bool, typer.Option(help="Re-score replies that already have a verdict.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write the reward model's verdict (BB3x reward string) onto every bot reply in the store."""
+    from organic.learn.reward import RewardModel, score_store
+
+    try:
+        reward = RewardModel.load(model)
+    except FileNotFoundError as error:
+        raise fail(str(error)) from None
+    n = score_store(_engine(database_url), reward, overwrite=overwrite)
+    console.print(f"scored {n} bot replies")
+
+
 model_app = typer.Typer(help="Chat models.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 

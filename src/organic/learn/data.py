@@ -9,11 +9,14 @@ did not write them.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import random
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from organic.store.records import ConversationRecord, MessageRecord, dislike_answer
+from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS, ConversationRecord, MessageRecord, dislike_answer
 from organic.taxonomy import SAFE, CrowdLabel, Sender
 
 ROLE = {Sender.HUMAN.value: "user", Sender.BOT.value: "assistant"}
@@ -55,7 +58,9 @@ def label_of(message: MessageRecord) -> tuple[int, str]:
 
 
 def is_canned(message: MessageRecord) -> bool:
-    return message.is_safety_controlled_response or message.from_model_crash
+    """A reply the model did not write: a canned safety or crash reply, or the bot's side of the feedback exchange."""
+    module = (message.traces or {}).get("module")
+    return message.is_safety_controlled_response or message.from_model_crash or module in (FEEDBACK_REQUEST, FEEDBACK_THANKS)
 
 
 def examples(convos: Iterable[ConversationRecord], *, feedback_as_positive: bool = False) -> Iterator[Example]:
@@ -74,3 +79,38 @@ def examples(convos: Iterable[ConversationRecord], *, feedback_as_positive: bool
                                   "feedback", convo.split)
             history.append({"role": ROLE[message.sender], "content": message.text})
 
+
+
+def held_out(conversation_id: str, share: float, seed: int = 0) -> bool:
+    """Whether a conversation falls in the held-out part: a stable hash, so every run splits the same way and
+    no conversation is split across train and held-out."""
+    digest = hashlib.sha256(f"{seed}:{conversation_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def build_training_set(convos: Iterable[ConversationRecord], *, sources: tuple[str, ...] | None = None,
+                       feedback_as_positive: bool = False, exclude_users: set[str] | frozenset = frozenset(),
+                       max_copies: int = 2, balance: bool = False, seed: int = 0) -> list[Example]:
+    """Labelled examples for training: replies of excluded (troll) users' conversations left out, labels only
+    from ``sources`` when given (e.g. thumb and crowd for a reward model), at most ``max_copies`` of an
+    identical positive (context and reply), and with ``balance`` as many positives as negatives (the larger
+    side is subsampled, deterministically)."""
+    kept: list[Example] = []
+    copies: dict[tuple, int] = {}
+    for ex in examples((c for c in convos if c.user_pseudo_id not in exclude_users), feedback_as_positive=feedback_as_positive):
+        if ex.label not in (0, 1) or (sources is not None and ex.source not in sources and ex.source != "feedback"):
+            continue
+        if ex.label == 1:
+            key = (json.dumps(ex.context), ex.reply)
+            copies[key] = copies.get(key, 0) + 1
+            if copies[key] > max_copies:
+                continue
+        kept.append(ex)
+    if balance:
+        rng = random.Random(seed)
+        good = [e for e in kept if e.label == 1]
+        bad = [e for e in kept if e.label == 0]
+        n = min(len(good), len(bad))
+        chosen = {id(e) for e in rng.sample(good, n) + rng.sample(bad, n)}
+        kept = [e for e in kept if id(e) in chosen]
+    return kept

@@ -18,10 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from organic.store.bulk import ensure_model_versions
 from organic.store.models import Conversation, Feedback, Message, ModelVersion, User, utcnow
+from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
 from organic.taxonomy import DislikeReason, Sender
 
-FEEDBACK_REQUEST = "feedback_request"  # the bot's "what should I have said?" turn
-FEEDBACK_THANKS = "feedback_thanks"  # the bot's acknowledgement of the answer
 
 
 class NotFound(LookupError):

@@ -21,7 +21,8 @@ from anyio import to_thread
 
 from organic.generate import Backend, GenerationError, GenerationSettings
 from organic.safety import canned_reply, check
-from organic.serve.chat import FEEDBACK_REQUEST, FEEDBACK_THANKS, ChatStore
+from organic.serve.chat import ChatStore
+from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
 from organic.serve.router import Router
 from organic.taxonomy import InteractionFailure, Sender
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import json
 
-from sqlalchemy import Connection, Engine, Table, insert, select
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 
 from organic.store.models import Annotation, Conversation, DeletedUser, Feedback, Message, ModelVersion, User, utcnow
 from organic.store.records import ConversationRecord, dislike_answer
@@ -184,3 +184,13 @@ def _user_ids(conn: Connection, convos: list[ConversationRecord]) -> dict[str, i
         ])
         ids.update(_lookup(conn, User.pseudo_id, User.id, [c.user_pseudo_id for c in missing]))
     return ids
+
+
+def set_rewards(engine: Engine, rewards: dict[int, str]) -> None:
+    """Write reward-model verdicts (BB3x ``reward`` strings) onto messages, by message id."""
+    if not rewards:
+        return
+    table = Message.__table__
+    statement = update(table).where(table.c.id == bindparam("message_id")).values(reward=bindparam("verdict"))
+    with engine.begin() as conn:
+        conn.execute(statement, [{"message_id": k, "verdict": v} for k, v in rewards.items()])

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+FEEDBACK_REQUEST = "feedback_request"  # traces["module"] of the bot's "what should I have said?" turn
+FEEDBACK_THANKS = "feedback_thanks"  # traces["module"] of the bot's thanks for the answer
+
 
 @dataclass
 class MessageRecord:

@@ -1,0 +1,182 @@
+"""The reward model: is a bot reply good or not good, in its context?
+
+Trained on human signals only (thumbs and crowd labels, as ``organic.learn.data.label_of`` decides them);
+its verdicts then label the replies nobody rated, and the replies an iteration of CRINGE generates.
+
+Two kinds behind one interface:
+- ``embedding`` (default, CPU, seconds): logistic regression over the bundled MiniLM embeddings of the
+  reply and of the last turns of its context, with their product and difference (a reply that ignores
+  the user is far from the context);
+- ``hf``: any Hugging Face sequence-classification model fine-tuned with ``transformers.Trainer``
+  (so ``accelerate launch`` scales it out), on "context [SEP] reply" pairs.
+Its verdict is written in the BB3x release's ``reward`` string format.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
+
+from organic.embeddings import embed
+from organic.learn.data import Example
+from organic.taxonomy import SAFE
+
+NOT_OK = "__notok__"
+
+
+def verdict_string(p_good: float, threshold: float = 0.5) -> str:
+    """The BB3x ``reward`` field: the predicted class and its probability."""
+    ok = p_good >= threshold
+    return f"Predicted class: {SAFE if ok else NOT_OK} with probability: {p_good if ok else 1 - p_good:.2f}"
+
+
+def context_text(context: Sequence[dict[str, str]], turns: int) -> str:
+    return "\n".join(m["content"] for m in list(context)[-turns:])
+
+
+@dataclass
+class RewardConfig:
+    kind: str = "embedding"  # embedding (CPU, MiniLM + logistic regression) or hf (a sequence-classification model)
+    model: str | None = None  # for kind=hf: a local folder with a Hugging Face model
+    context_turns: int = 2  # how many of the last context messages the model sees
+    c: float = 1.0  # inverse regularisation strength of the logistic regression
+    epochs: float = 3.0  # for kind=hf
+    learning_rate: float = 5e-5  # for kind=hf
+    threshold: float = 0.5  # probability of "good" at or above which the verdict is __ok__
+    seed: int = 0
+
+
+class RewardModel:
+    """Probability that a reply is good, for lists of (context, reply)."""
+
+    def __init__(self, config: RewardConfig, estimator=None):
+        self.config = config
+        self.estimator = estimator
+
+    # features ---------------------------------------------------------------------------------------
+    def _features(self, contexts: Sequence[Sequence[dict]], replies: Sequence[str]) -> np.ndarray:
+        ctx = embed([context_text(c, self.config.context_turns) for c in contexts])
+        rep = embed(list(replies))
+        return np.hstack([rep, ctx * rep, np.abs(ctx - rep)])
+
+    # training and scoring -----------------------------------------------------------------------------
+    def fit(self, examples: Sequence[Example]) -> RewardModel:
+        labelled = [e for e in examples if e.label in (0, 1)]
+        labels = np.array([e.label for e in labelled])
+        if len(set(labels)) < 2:
+            raise ValueError(f"the reward model needs both good and bad replies to learn from; got {len(labelled)} "
+                             f"labelled replies, all {'good' if labels.any() else 'bad'}")
+        if self.config.kind == "hf":
+            from organic.learn.reward_hf import train_hf
+
+            self.estimator = train_hf(self.config, labelled)
+            return self
+        features = self._features([e.context for e in labelled], [e.reply for e in labelled])
+        self.estimator = LogisticRegression(C=self.config.c, class_weight="balanced", max_iter=2000,
+                                            random_state=self.config.seed).fit(features, labels)
+        return self
+
+    def predict_proba(self, contexts: Sequence[Sequence[dict]], replies: Sequence[str]) -> np.ndarray:
+        if not replies:
+            return np.zeros(0)
+        if self.config.kind == "hf":
+            from organic.learn.reward_hf import predict_hf
+
+            return predict_hf(self.estimator, self.config, contexts, replies)
+        return self.estimator.predict_proba(self._features(contexts, replies))[:, 1]
+
+    def verdicts(self, contexts, replies) -> list[str]:
+        return [verdict_string(float(p), self.config.threshold) for p in self.predict_proba(contexts, replies)]
+
+    # persistence --------------------------------------------------------------------------------------
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "reward_config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        if self.config.kind == "hf":
+            self.estimator.save_pretrained(folder / "model")
+            self.estimator.tokenizer.save_pretrained(folder / "model")
+        else:
+            joblib.dump(self.estimator, folder / "estimator.joblib")
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> RewardModel:
+        config_file = folder / "reward_config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{folder} holds no reward model (no reward_config.json); run `organic reward train` first")
+        config = RewardConfig(**json.loads(config_file.read_text()))
+        if config.kind == "hf":
+            from organic.learn.reward_hf import load_hf
+
+            return cls(config, load_hf(folder / "model"))
+        return cls(config, joblib.load(folder / "estimator.joblib"))
+
+
+def evaluate(model: RewardModel, examples: Sequence[Example], bins: int = 10) -> dict[str, float]:
+    """Accuracy, F1 (of "not good", the class we act on), ROC AUC and calibration (ECE, Brier) on ``examples``."""
+    labelled = [e for e in examples if e.label in (0, 1)]
+    if not labelled:
+        return {"n": 0}
+    y = np.array([e.label for e in labelled])
+    p = model.predict_proba([e.context for e in labelled], [e.reply for e in labelled])
+    predicted = (p >= model.config.threshold).astype(int)
+    return {
+        "n": len(y),
+        "positives": int(y.sum()),
+        "accuracy": float(accuracy_score(y, predicted)),
+        "f1_not_good": float(f1_score(1 - y, 1 - predicted, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y, p)) if len(set(y)) == 2 else float("nan"),
+        "brier": float(brier_score_loss(y, p)),
+        "ece": expected_calibration_error(y, p, bins),
+    }
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Mean gap between predicted probability and observed rate of "good" over equal-width bins, weighted by size."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            gap += mask.mean() * abs(p[mask].mean() - y[mask].mean())
+    return float(gap)
+
+
+def score_store(engine, model: RewardModel, filters=None, *, overwrite: bool = False, batch: int = 256,
+                progress=None) -> int:
+    """Write the model's verdict into ``reward`` of every bot reply in the store (canned replies excepted;
+    replies that already have a verdict only with ``overwrite``). Returns the number of replies scored."""
+    from organic.learn.data import ROLE, is_canned
+    from organic.store.bulk import set_rewards
+    from organic.store.read import iter_conversations
+
+    pending: list[tuple[int, list[dict], str]] = []
+    scored = 0
+
+    def flush() -> None:
+        nonlocal scored, pending
+        if pending:
+            verdicts = model.verdicts([c for _, c, _ in pending], [r for _, _, r in pending])
+            set_rewards(engine, {mid: v for (mid, _, _), v in zip(pending, verdicts)})
+            scored, pending = scored + len(pending), []
+
+    for convo in iter_conversations(engine, filters):
+        history: list[dict] = []
+        for m in convo.messages:
+            if m.sender == "bot" and not is_canned(m) and (overwrite or m.reward is None):
+                pending.append((m.id, list(history), m.text))
+            history.append({"role": ROLE[m.sender], "content": m.text})
+        if len(pending) >= batch:
+            flush()
+        if progress:
+            progress(1)
+    flush()
+    return scored

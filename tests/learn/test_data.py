@@ -1,0 +1,65 @@
+"""Labelling and the training-set builder, on hand-made conversations."""
+
+from __future__ import annotations
+
+from organic.learn.data import build_training_set, examples, held_out, label_of
+from organic.store.records import ConversationRecord, MessageRecord
+
+
+def convo(cid: str, user: str, *messages: MessageRecord) -> ConversationRecord:
+    return ConversationRecord(external_id=cid, user_pseudo_id=user, messages=list(messages))
+
+
+def human(text: str, **kw) -> MessageRecord:
+    return MessageRecord(sender="human", text=text, **kw)
+
+
+def bot(text: str, **kw) -> MessageRecord:
+    return MessageRecord(sender="bot", text=text, **kw)
+
+
+def test_label_sources_in_order_of_trust():
+    assert label_of(bot("x", thumb="down", labels={"good": 3})) == (0, "thumb")
+    assert label_of(bot("x", labels={"good": 2, "off_topic": 1})) == (1, "crowd")
+    assert label_of(bot("x", labels={"good": 1, "off_topic": 1})) == (-1, "none")  # a tie decides nothing
+    assert label_of(bot("x", safety={"duo_safety": "__notok__", "string_matcher": "__ok__"},
+                        reward="Predicted class: __ok__ with probability: 0.9")) == (0, "safety")
+    assert label_of(bot("x", reward="Predicted class: __notok__ with probability: 0.7")) == (0, "reward")
+    assert label_of(bot("x")) == (-1, "none")
+
+
+def test_examples_skip_canned_replies_and_carry_the_context():
+    c = convo("c1", "u1", human("hi"), bot("hello!", thumb="up"), human("you idiot"),
+              bot("Let's keep things friendly.", is_safety_controlled_response=True, thumb="down"),
+              human("sorry"), bot("No worries."))
+    out = list(examples([c]))
+    assert [(e.reply, e.label) for e in out] == [("hello!", 1), ("No worries.", -1)]
+    assert out[1].context[-1] == {"role": "user", "content": "sorry"} and len(out[1].context) == 5
+
+
+def test_builder_limits_copies_excludes_trolls_and_balances():
+    same = [convo(f"c{i}", f"u{i}", human("hi"), bot("hello!", thumb="up")) for i in range(4)]
+    bad = [convo(f"d{i}", f"v{i}", human("hi"), bot(f"bad reply {i}", thumb="down")) for i in range(3)]
+    troll = convo("t", "troll", human("hi"), bot("great reply", thumb="up"))
+    built = build_training_set(same + bad + [troll], exclude_users={"troll"})
+    assert sum(1 for e in built if e.reply == "hello!") == 2  # at most 2 copies of an identical positive
+    assert not any(e.user_pseudo_id == "troll" for e in built)
+    balanced = build_training_set(same + bad, balance=True, max_copies=10)
+    assert sum(e.label for e in balanced) == 3 and len(balanced) == 6
+    assert build_training_set(same + bad, balance=True, max_copies=10, seed=1) != [] 
+
+
+def test_dislike_answer_becomes_a_positive_only_when_asked():
+    c = convo("c", "u", human("capital of Australia?"), bot("Sydney.", thumb="down", reason="nonsensical"),
+              bot("What should I have said?"), human("Canberra.", is_dislike_feedback=True))
+    assert [e.reply for e in build_training_set([c])] == ["Sydney."]
+    with_answers = build_training_set([c], feedback_as_positive=True)
+    assert [(e.reply, e.label, e.source) for e in with_answers] == [("Sydney.", 0, "thumb"), ("Canberra.", 1, "feedback")]
+
+
+def test_held_out_split_is_stable_and_by_conversation():
+    ids = [f"c{i}" for i in range(2000)]
+    first = [held_out(c, 0.2) for c in ids]
+    assert first == [held_out(c, 0.2) for c in ids]
+    assert 0.15 < sum(first) / len(ids) < 0.25
+    assert first != [held_out(c, 0.2, seed=1) for c in ids]
