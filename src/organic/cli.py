@@ -221,6 +221,78 @@ def reward_score(
     console.print(f"scored {n} bot replies")
 
 
+@app.command("train")
+def train_command(
+    method: Annotated[str, typer.Option(help="cringe, or a TRL baseline on the same data: sft, kto, dpo.")] = "cringe",
+    out: Annotated[Path, typer.Option("--out", help="Folder for the trained model (one sub-folder per iteration).")] = Path("runs/model"),
+    model: Annotated[str | None, typer.Option(help="Starting model: the bundled smollm2-135m-instruct (default) or a local folder.")] = None,
+    name: Annotated[str | None, typer.Option(help="Model version name to register (default: METHOD-TIMESTAMP).")] = None,
+    iterations: Annotated[int, typer.Option(help="CRINGE only: rounds of generate -> label -> retrain (BB3x used 3).")] = 1,
+    reward_model: Annotated[Path | None, typer.Option(help="For --iterations > 1: a folder from `organic reward train`.")] = None,
+    contexts_per_iteration: Annotated[int, typer.Option(help="Training contexts the model answers in each later iteration.")] = 64,
+    epochs: float = 1.0,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (-1: run the epochs).")] = -1,
+    batch_size: int = 8,
+    learning_rate: float = 1e-5,
+    max_length: Annotated[int, typer.Option(help="Tokens of context + reply; older context is dropped first.")] = 256,
+    lora: Annotated[bool, typer.Option(help="Train a LoRA adapter (merged into the saved model).")] = False,
+    balance: Annotated[bool, typer.Option(help="As many positives as negatives.")] = True,
+    feedback_as_positive: Annotated[bool, typer.Option(help="Use users' answers to 'what should I have said?' as positives.")] = True,
+    exclude_user: Annotated[list[str] | None, typer.Option(help="Leave this user's conversations out (repeatable).")] = None,
+    split: Annotated[list[str] | None, typer.Option(help="Train on these splits only (default: all).")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Retrain the chat model on the store's feedback: CRINGE (optionally iterated) or SFT / KTO / DPO."""
+    import time as _time
+
+    from organic.generate import prepare_model
+    from organic.generate.transformers_backend import model_version
+    from organic.learn.data import build_training_set
+    from organic.learn.train import METHODS, TrainConfig, train
+    from organic.store.read import Filters, iter_conversations
+    from organic.store.versions import register_version
+
+    if method not in METHODS:
+        raise fail(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    if iterations > 1 and (method != "cringe" or reward_model is None):
+        raise fail("--iterations > 1 is iterative CRINGE: it needs --method cringe and --reward-model")
+    settings = get_settings()
+    engine = _engine(database_url)
+    try:
+        base = prepare_model(model or settings.model, settings.home)
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    examples = build_training_set(iter_conversations(engine, Filters(splits=split)), balance=balance,
+                                  feedback_as_positive=feedback_as_positive, exclude_users=set(exclude_user or ()))
+    console.print(f"{len(examples)} examples ({sum(e.label == 1 for e in examples)} good, "
+                  f"{sum(e.label == 0 for e in examples)} bad) from the store; training {method} from {base}")
+    config = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+                         max_length=max_length, lora=lora)
+    name = name or f"{method}-{_time.strftime('%Y%m%d-%H%M%S')}"
+    parent = model_version(base)
+
+    def register(folder: Path, version: str, parent_version: str, metrics: dict) -> None:
+        (folder / "VERSION").write_text(version + "\n")
+        register_version(engine, version, path=str(folder.resolve()), parent=parent_version, method=method,
+                         base_model=str(base), metrics=metrics)
+        console.print(f"registered model version {version} at {folder} (loss {metrics['train_loss']:.4f}, {metrics['steps']} steps)")
+
+    try:
+        if iterations > 1:
+            from organic.learn.iterate import iterate_cringe
+            from organic.learn.reward import RewardModel
+
+            reward = RewardModel.load(reward_model)
+            names = [f"{name}-it{i}" for i in range(1, iterations + 1)]
+            iterate_cringe(examples, base, out, reward, iterations, config, contexts_per_iteration=contexts_per_iteration,
+                           on_iteration=lambda i, folder, m: register(folder, names[i - 1], names[i - 2] if i > 1 else parent, m))
+        else:
+            metrics = train(method, examples, base, out, config)
+            register(out, name, parent, metrics)
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+
+
 model_app = typer.Typer(help="Chat models.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 

@@ -247,11 +247,12 @@ def next_tokens(logits: torch.Tensor, settings: list[GenerationSettings], genera
 def model_version(path: Path) -> str:
     """A stable name for the weights in ``path``: the folder name and a short hash of its files.
 
-    A ``VERSION`` file in the folder, if present, is used instead of the hash (a training run can write one).
+    A ``VERSION`` file in the folder, if present, is the name instead: ``organic train`` writes the name it
+    registered the model version under, so the server stores replies under that same name.
     """
     version_file = path / "VERSION"
     if version_file.is_file():
-        return f"{path.name}@{version_file.read_text().strip()}"
+        return version_file.read_text().strip()
     digest = hashlib.sha256((path / "config.json").read_bytes())
     for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
         stat = weights.stat()  # size and mtime stand in for the content: hashing gigabytes at every start is too slow
