@@ -25,7 +25,7 @@ services:
 	bash scripts/services.sh
 
 test: setup services
-	. ./.services.env && HF_HUB_OFFLINE=1 $(BIN)/pytest -n 2 --dist loadgroup
+	. ./.services.env && HF_HUB_OFFLINE=1 $(BIN)/pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .services.env
