@@ -153,19 +153,19 @@ def serve(
     """Serve the web chat, its JSON API and an OpenAI-compatible endpoint (http://HOST:PORT/, API docs at /docs)."""
     import uvicorn
 
-    from organic.generate import make_backend
-    from organic.serve.app import create_app
+    from organic.serve.app import create_app, serving_backends
 
     overrides = {k: v for k, v in {"backend": backend, "model": model, "openai_base_url": openai_base_url,
                                    "database_url": database_url}.items() if v is not None}
     settings = get_settings().model_copy(update=overrides)
+    engine = _engine(settings.url)
     try:
-        chat_backend = make_backend(settings)
+        backends, shares = serving_backends(settings, engine)
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
-    app_ = create_app(settings, [chat_backend])
-    console.print(f"organic: chat on http://{host}:{port}/ with {chat_backend.name} model {chat_backend.model_version}; "
-                  f"store {settings.url}")
+    app_ = create_app(settings, backends, engine=engine, shares=shares)
+    serving_ = ", ".join(f"{b.model_version} ({(shares or {}).get(b.model_version, 1.0):.0%})" for b in backends)
+    console.print(f"organic: chat on http://{host}:{port}/ with {backends[0].name}: {serving_}; store {settings.url}")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
@@ -291,6 +291,74 @@ def train_command(
             register(out, name, parent, metrics)
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
+
+
+@app.command("versions")
+def versions_command(database_url: DatabaseOption = None) -> None:
+    """Model versions in the store, with their lineage, status and live traffic share."""
+    from organic.store.versions import versions
+
+    all_versions = versions(_engine(database_url))
+    names = {v.id: v.name for v in all_versions}
+    table = Table("name", "method", "parent", "status", "share", "path")
+    for v in all_versions:
+        table.add_row(v.name, v.method or "", names.get(v.parent_id, ""), v.status, f"{v.traffic_share:.0%}", v.path or "")
+    Console().print(table)
+
+
+@app.command("promote")
+def promote(version: Annotated[str, typer.Argument(help="The model version to serve all new conversations.")],
+            database_url: DatabaseOption = None) -> None:
+    """Serve VERSION to every new conversation (restart `organic serve` to apply); `organic rollback` undoes it."""
+    from organic.store.versions import set_serving
+
+    try:
+        set_serving(_engine(database_url), {version: 1.0}, note="promote")
+    except ValueError as error:
+        raise fail(str(error)) from None
+    console.print(f"{version} now serves 100% of new conversations (restart `organic serve` to apply)")
+
+
+@app.command("ab")
+def ab(shares: Annotated[list[str], typer.Argument(help="VERSION=SHARE pairs, e.g. base=0.5 cringe-it3=0.5.")],
+       database_url: DatabaseOption = None) -> None:
+    """Live A/B: split new conversations between model versions by share (restart `organic serve` to apply)."""
+    from organic.store.versions import set_serving
+
+    plan = {}
+    for item in shares:
+        name, _, share = item.rpartition("=")
+        try:
+            plan[name] = float(share)
+        except ValueError:
+            raise fail(f"expected VERSION=SHARE, got {item!r}") from None
+        if not name:
+            raise fail(f"expected VERSION=SHARE, got {item!r}")
+    try:
+        plan = set_serving(_engine(database_url), plan, note="ab")
+    except ValueError as error:
+        raise fail(str(error)) from None
+    console.print("serving " + ", ".join(f"{k} {v:.0%}" for k, v in plan.items()) + " (restart `organic serve` to apply)")
+
+
+@app.command("ab-report")
+def ab_report(database_url: DatabaseOption = None) -> None:
+    """Organic thumbs up / down per bot message for each model version that served (live A/B), with 95% intervals."""
+    from organic.evaluate.live import live_ab, render_markdown
+
+    Console().print(render_markdown(live_ab(_engine(database_url))))
+
+
+@app.command("rollback")
+def rollback_command(database_url: DatabaseOption = None) -> None:
+    """Go back to the serving plan before the last promote / ab / rollback."""
+    from organic.store.versions import rollback
+
+    try:
+        plan = rollback(_engine(database_url))
+    except ValueError as error:
+        raise fail(str(error)) from None
+    console.print("rolled back: serving " + ", ".join(f"{k} {v:.0%}" for k, v in plan.items()))
 
 
 model_app = typer.Typer(help="Chat models.", no_args_is_help=True)

@@ -18,7 +18,9 @@ OPENERS = ("You said:", "I heard:", "Echo:", "So you're saying:")
 
 class EchoBackend(Backend):
     name = "echo"
-    model_version = "echo"
+
+    def __init__(self, model_version: str = "echo"):
+        self.model_version = model_version  # another name only to stand in for a version in A/B dry runs
 
     async def stream(self, messages: list[dict], settings: GenerationSettings) -> AsyncIterator[str]:
         for word in re.findall(r"\s*\S+", self.reply(messages))[: settings.max_new_tokens]:

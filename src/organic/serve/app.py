@@ -256,6 +256,35 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
     return app
 
 
+def serving_backends(settings: Settings, engine: Engine) -> tuple[list[Backend], dict[str, float] | None]:
+    """The backends of the serving plan in the store (``organic promote`` / ``organic ab``), with their shares;
+    the configured model alone when no plan was ever set."""
+    from organic.generate import EchoBackend, OpenAIBackend, TransformersBackend, make_backend
+    from organic.store.versions import serving, versions
+
+    plan = serving(engine)
+    if not plan:
+        return [make_backend(settings)], None
+    paths = {v.name: v.path for v in versions(engine)}
+    backends: list[Backend] = []
+    for name in plan:
+        if settings.backend == "echo":
+            backends.append(EchoBackend(model_version=name))
+        elif settings.backend == "openai":  # the OpenAI-compatible server serves each version under its name
+            backends.append(OpenAIBackend(settings.openai_base_url, name, settings.openai_api_key))
+        elif paths.get(name):
+            backends.append(TransformersBackend(paths[name], device="cuda" if _cuda() else "cpu"))
+        else:
+            raise ValueError(f"model version {name!r} has no model folder to serve; register it with `organic train`")
+    return backends, plan
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _conversation_of(store: ChatStore, message_id: str) -> str:
     with store.engine.connect() as conn:
         return conn.execute(select(Conversation.external_id).join(Message, Message.conversation_id == Conversation.id)

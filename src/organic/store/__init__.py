@@ -13,10 +13,11 @@ from organic.store.models import (
     Feedback,
     Message,
     ModelVersion,
+    ServingChange,
     User,
 )
 
 __all__ = [
-    "Annotation", "Base", "Conversation", "DeletedUser", "Feedback", "Message", "ModelVersion", "User",
+    "Annotation", "Base", "Conversation", "DeletedUser", "Feedback", "Message", "ModelVersion", "ServingChange", "User",
     "connect", "session_scope", "upgrade",
 ]

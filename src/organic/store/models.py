@@ -161,3 +161,15 @@ class Annotation(Base):
 
 Index("ix_feedback_message", Feedback.message_id)
 Index("ix_annotations_message", Annotation.message_id)
+
+
+class ServingChange(Base):
+    """One change of which model versions serve live traffic, and with what shares; the newest is in force,
+    and ``organic rollback`` goes back to the one before."""
+
+    __tablename__ = "serving_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shares: Mapped[dict[str, Any]] = mapped_column(JSONValue)  # model version name -> share of new conversations
+    note: Mapped[str | None] = mapped_column(String(256))  # promote, ab, rollback
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,1 @@
+"""Evaluation: automatic judges, Table 9 breakdowns, pairwise human comparisons, live A/B figures."""
