@@ -9,7 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from organic.learn.cringe import CringeCollator, CringeConfig, CringeTrainer, tokenize_example
 
-WORDS = ["<pad>", "<eos>", "<unk>", "<user>", "<assistant>", "hello", "there", "how", "are", "you", "fine", "go", "away"]
+WORDS = "<pad> <eos> <unk> <user> <assistant> hello there how are you fine go away".split()
 TEMPLATE = (
     "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
     "{% if add_generation_prompt %}<assistant> {% endif %}"
@@ -29,19 +29,25 @@ def word_tokenizer() -> PreTrainedTokenizerFast:
     """A whitespace word-level tokenizer with a chat template, built in-process (no download)."""
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
     wrapped.chat_template = TEMPLATE
     return wrapped
 
 
 def rows() -> Dataset:
     """Two good and two bad replies of different lengths, plus a column the trainer must drop."""
+    contexts_and_replies = [  # (context ids, reply ids ending in EOS, example label)
+        ([3, 5, 4], [10, 9, 1], 1),
+        ([3, 5, 4], [11, 12, 1], 0),
+        ([3, 7, 8, 9, 4], [10, 1], 1),
+        ([3, 7, 8, 9, 4], [11, 1], 0),
+    ]
     return Dataset.from_list(
         [
-            {"input_ids": [3, 5, 4, 10, 9, 1], "labels": [-100, -100, -100, 10, 9, 1], "example_label": 1, "note": "a"},
-            {"input_ids": [3, 5, 4, 11, 12, 1], "labels": [-100, -100, -100, 11, 12, 1], "example_label": 0, "note": "b"},
-            {"input_ids": [3, 7, 8, 9, 4, 10, 1], "labels": [-100] * 5 + [10, 1], "example_label": 1, "note": "c"},
-            {"input_ids": [3, 7, 8, 9, 4, 11, 1], "labels": [-100] * 5 + [11, 1], "example_label": 0, "note": "d"},
+            {"input_ids": ctx + reply, "labels": [-100] * len(ctx) + reply, "example_label": label, "note": "dropped"}
+            for ctx, reply, label in contexts_and_replies
         ]
     )
 

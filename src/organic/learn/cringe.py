@@ -57,7 +57,7 @@ def cringe_loss(
         example_labels: `[B]` sequence labels: 1 good, 0 bad, -1 unlabelled.
         k: how many top predictions compete to be the positive s+ (the reference uses 1).
         ct_weight: weight of the contrastive term.
-        detach_positive: stop the gradient through s+ (only the bad token is pushed down).
+        detach_positive: stop the gradient through s+, so only the target token's logit moves.
         ct_on_positives: also apply the contrastive term, with the sign flipped, to good sequences.
         ce_on_positives: apply cross-entropy to good sequences (unlabelled ones always get it).
 
@@ -169,7 +169,7 @@ class CringeConfig(TrainingArguments):
         ct_weight (`float`, *optional*, defaults to `1.0`):
             Weight of the contrastive term against cross-entropy.
         detach_positive (`bool`, *optional*, defaults to `False`):
-            Stop the gradient through s+, so that only the bad token's logit is pushed down.
+            Stop the gradient through s+, so that only the target token's logit moves.
         ct_on_positives (`bool`, *optional*, defaults to `False`):
             Also apply the contrastive term to good sequences, with the target as the winning side.
         ce_on_positives (`bool`, *optional*, defaults to `True`):
@@ -236,7 +236,8 @@ class CringeTrainer(Trainer):
             processing_class=processing_class,
             **kwargs,
         )
-        self._metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        # ce and ct of each micro-batch since the last log, averaged into the next log line
+        self._metrics: dict[str, defaultdict] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     def _set_signature_columns_if_needed(self):
         # The Trainer keeps only the columns named by model.forward, which would drop example_label.
