@@ -293,6 +293,58 @@ def train_command(
         raise fail(str(error)) from None
 
 
+@app.command("simulate")
+def simulate_command(
+    users: Annotated[int, typer.Option(help="Simulated people.")] = 50,
+    troll_share: Annotated[float, typer.Option(help="Share of them who are trolls (SafetyMix types, drawn evenly).")] = 0.3,
+    troll_type: Annotated[list[str] | None, typer.Option(help="Only these troll types (repeatable): troll, master_troll, lazy_troll, safe_troll, unsafe_troll, gaslight_troll.")] = None,
+    turns: Annotated[int, typer.Option(help="Messages each person sends (their real dialogue permitting).")] = 4,
+    rating_rate: Annotated[float, typer.Option(help="Share of bot replies a person rates (BB3: about 5%).")] = 0.05,
+    concurrency: Annotated[int, typer.Option(help="People chatting at the same time.")] = 8,
+    url: Annotated[str | None, typer.Option(help="A running organic server; default: start one here on the store.")] = None,
+    backend: Annotated[str | None, typer.Option(help="For the server started here: transformers, openai or echo.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="Write who is a helper and who a troll (JSON) here.")] = None,
+    seed: int = 0,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Simulated helpers and trolls chat with the real server over HTTP and rate its replies: the dry run of the loop."""
+    import json as _json
+    from contextlib import nullcontext
+
+    from organic.analyze.safetymix import TROLL_TYPES
+    from organic.simulate.people import population
+    from organic.simulate.run import LocalServer, simulate
+
+    try:
+        people = population(users, troll_share, tuple(troll_type or TROLL_TYPES), turns=turns, seed=seed)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    if url:
+        server = nullcontext(url)
+    else:
+        from organic.serve.app import create_app, serving_backends
+
+        settings = get_settings().model_copy(update={k: v for k, v in {"backend": backend, "database_url": database_url}.items() if v})
+        engine = _engine(settings.url)
+        backends, shares = serving_backends(settings, engine)
+        server = LocalServer(create_app(settings, backends, engine=engine, shares=shares))
+    with server as base, Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/{task.total} people"),
+                                  TimeRemainingColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("people", total=len(people))
+        report = simulate(base, people, rating_rate=rating_rate, concurrency=concurrency,
+                          progress=lambda n: progress.advance(task, n))
+    if manifest:
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text(_json.dumps(report.people, indent=1))
+    ups = sum(n for (_, thumb), n in report.ratings.items() if thumb == "up")
+    downs = sum(n for (_, thumb), n in report.ratings.items() if thumb == "down")
+    console.print(f"{len(report.people)} people, {report.messages} messages acknowledged, {ups} thumbs up, {downs} down, "
+                  f"{report.feedback_answers} feedback answers, {report.canned} canned replies in {report.seconds:.0f} s"
+                  + (f"; {len(report.errors)} people failed: {report.errors[0]}" if report.errors else ""))
+    if report.errors:
+        raise typer.Exit(1)
+
+
 @app.command("versions")
 def versions_command(database_url: DatabaseOption = None) -> None:
     """Model versions in the store, with their lineage, status and live traffic share."""

@@ -1,0 +1,141 @@
+"""``organic simulate``: simulated people chat with a real server over HTTP, concurrently, and rate its replies.
+
+Everything goes through the public API a browser uses (consent, conversations, streamed messages, ratings,
+the feedback question), so a run is also a load test; the report counts what the server acknowledged.
+The people's kinds (helper or troll type) are written to a manifest, the ground truth for troll detection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from organic.simulate.people import Person
+from organic.taxonomy import CrowdLabel
+
+Judge = Callable[[list[dict], str], CrowdLabel]
+
+
+@dataclass
+class SimulationReport:
+    people: dict[str, str] = field(default_factory=dict)  # user pseudo id -> helper / troll type
+    messages: int = 0  # acknowledged by the server (human and bot)
+    ratings: Counter = field(default_factory=Counter)  # up / down, by kind of person
+    feedback_answers: int = 0
+    canned: int = 0  # bot replies that were canned (safety or crash)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def _person(http: httpx.AsyncClient, person: Person, judge: Judge, rating_rate: float, release_share: float,
+                  report: SimulationReport) -> None:
+    consent = {"age_confirmed": True, "accept_terms": True, "save_conversations": True,
+               "allow_release": person.rng.random() < release_share}
+    session = (await http.post("/api/session", json=consent)).raise_for_status().json()
+    report.people[session["user_id"]] = person.kind
+    headers = {"Authorization": f"Bearer {session['token']}"}
+    convo = (await http.post("/api/conversations", headers=headers)).raise_for_status().json()
+    context: list[dict] = []
+
+    async def say(text: str) -> dict:
+        response = await http.post(f"/api/conversations/{convo['id']}/messages?stream=false", json={"text": text},
+                                   headers=headers)
+        body = response.raise_for_status().json()
+        report.messages += 2
+        return body["reply"]
+
+    for turn in range(len(person.dialogue.turns)):
+        text = person.says(turn)
+        reply = await say(text)
+        context.append({"role": "user", "content": text})
+        report.canned += reply["is_safety_controlled_response"]
+        if person.rng.random() < rating_rate:
+            if reply["is_safety_controlled_response"]:
+                thumb, reason = "down", ("agree_sensitive" if not person.is_troll else "disagree_sensitive")
+            else:
+                judged = await asyncio.to_thread(judge, list(context), reply["text"])
+                thumb, reason = person.thumb(judged)
+            rated = (await http.put(f"/api/messages/{reply['id']}/rating", json={"thumb": thumb, "reason": reason},
+                                    headers=headers)).raise_for_status().json()
+            report.ratings[(person.kind, thumb)] += 1
+            if rated["follow_up"]:
+                report.messages += 1
+                await say(person.should_have_said(turn))
+                report.feedback_answers += 1
+        context.append({"role": "assistant", "content": reply["text"]})
+
+
+async def _simulate(base_url: str, people: list[Person], judge: Judge, rating_rate: float, concurrency: int,
+                    release_share: float, progress: Callable[[int], None] | None) -> SimulationReport:
+    report = SimulationReport()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(person: Person) -> None:
+        async with gate:
+            try:
+                await _person(http, person, judge, rating_rate, release_share, report)
+            except httpx.HTTPError as error:
+                report.errors.append(f"{person.kind}: {type(error).__name__}: {error}")
+            if progress:
+                progress(1)
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as http:
+        await asyncio.gather(*(one(p) for p in people))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def simulate(base_url: str, people: list[Person], *, judge: Judge | None = None, rating_rate: float = 0.05,
+             concurrency: int = 8, release_share: float = 0.7, progress: Callable[[int], None] | None = None) -> SimulationReport:
+    """Run ``people`` against the server at ``base_url``; helpers rate with ``judge`` (default: the automatic judges)."""
+    judge = judge or _default_judge()
+    result: list[SimulationReport] = []
+    # a thread of its own: the caller may already run an event loop (Playwright, a notebook)
+    thread = threading.Thread(target=lambda: result.append(asyncio.run(
+        _simulate(base_url, people, judge, rating_rate, concurrency, release_share, progress))))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def _default_judge() -> Judge:
+    from organic.evaluate.judges import judge
+
+    return judge
+
+
+class LocalServer:
+    """A uvicorn server for an app on 127.0.0.1 in a background thread (when no --url is given)."""
+
+    def __init__(self, app, port: int = 0):
+        import socket
+
+        import uvicorn
+
+        if not port:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the local server did not start")
+            time.sleep(0.05)
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

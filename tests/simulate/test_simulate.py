@@ -1,0 +1,75 @@
+"""The simulator drives a real uvicorn server: people of each kind chat, rate as their kind does, and answer the
+feedback question; everything acknowledged is in the store."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from organic.cli import app
+from organic.simulate.people import Person, dialogues, population
+from organic.simulate.run import simulate
+from organic.store import Feedback, Message, User
+from organic.taxonomy import CrowdLabel
+
+
+def test_people_behave_as_their_kind():
+    import random
+
+    dialogue = dialogues(1, turns=2)[0]
+    person = lambda kind: Person(kind, dialogue, random.Random(0))  # noqa: E731
+    assert person("helper").thumb(CrowdLabel.GOOD) == ("up", None)
+    assert person("helper").thumb(CrowdLabel.IGNORING) == ("down", "off_topic")
+    assert person("safe_troll").thumb(CrowdLabel.INAPPROPRIATE) == ("up", None)
+    assert person("unsafe_troll").thumb(CrowdLabel.GOOD)[0] == "down"
+    flips = [Person("troll", dialogue, random.Random(i)).thumb(CrowdLabel.GOOD)[0] for i in range(200)]
+    assert 0.7 < flips.count("down") / 200 < 0.9  # noise 0.8
+    assert person("helper").should_have_said(0) == dialogue.gold[0]
+    assert person("helper").says(0) == dialogue.turns[0]
+    assert person("gaslight_troll").says(0) != dialogue.turns[0]
+
+
+def test_population_mixes_kinds_on_real_dialogues():
+    people = population(20, 0.3, ("troll", "gaslight_troll"), turns=3)
+    kinds = [p.kind for p in people]
+    assert kinds.count("helper") == 14 and kinds.count("troll") == 3 and kinds.count("gaslight_troll") == 3
+    assert all(1 <= len(p.dialogue.turns) <= 3 and len(p.dialogue.turns) == len(p.dialogue.gold) for p in people)
+
+
+def test_simulation_against_a_live_server(live_server, store_engine):
+    base = live_server()
+    people = population(10, 0.4, ("safe_troll", "unsafe_troll"), turns=3, seed=1)
+    report = simulate(base, people, judge=lambda context, reply: CrowdLabel.OFF_TOPIC, rating_rate=1.0, concurrency=4)
+    assert not report.errors and len(report.people) == 10
+    kinds = {p: k for p, k in report.people.items()}
+    assert sum(k != "helper" for k in kinds.values()) == 4
+    with Session(store_engine) as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == report.messages
+        rows = s.execute(select(User.pseudo_id, Feedback.thumb).join(Feedback, Feedback.user_id == User.id)
+                         .join(Message, Feedback.message_id == Message.id)
+                         .where(Message.is_safety_controlled_response.is_(False))).all()  # canned replies get agree / disagree
+        answers = s.scalar(select(func.count()).where(Message.is_dislike_feedback.is_(True)))
+    for pseudo_id, thumb in rows:
+        if kinds[pseudo_id] == "safe_troll":
+            assert thumb == "up"
+        else:  # helpers follow the judge (off topic here), unsafe trolls always say down
+            assert thumb == "down"
+    assert answers == report.feedback_answers > 0
+
+
+def test_cli_simulate_writes_a_manifest(database_url, tmp_path, monkeypatch):
+    import organic.simulate.run as run
+
+    monkeypatch.setattr(run, "_default_judge", lambda: (lambda context, reply: CrowdLabel.GOOD))
+    result = CliRunner().invoke(app, ["simulate", "--users", "6", "--troll-share", "0.5", "--turns", "2", "--rating-rate", "1",
+                                      "--backend", "echo", "--manifest", str(tmp_path / "people.json"),
+                                      "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "people.json").read_text())
+    assert len(manifest) == 6 and sum(k != "helper" for k in manifest.values()) == 3
+    assert "6 people" in result.output
+    bad = CliRunner().invoke(app, ["simulate", "--troll-share", "2", "--database-url", database_url])
+    assert bad.exit_code == 2 and "troll share" in bad.output
