@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 import uuid
 
 import pytest
@@ -110,32 +107,17 @@ def make_client(settings, store_engine):
 @pytest.fixture
 def live_server(settings, store_engine):
     """``live_server(backends)`` -> base URL of a real uvicorn server on 127.0.0.1, stopped after the test."""
-    import uvicorn
-
     from organic.generate import EchoBackend
     from organic.serve.app import create_app
+    from organic.serve.local import LocalServer
 
     servers = []
 
     def start(backends=None) -> str:
-        app = create_app(settings, backends or [EchoBackend()], engine=store_engine)
-        with socket.socket() as probe:  # a free port
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{port}"
+        server = LocalServer(create_app(settings, backends or [EchoBackend()], engine=store_engine))
+        servers.append(server)
+        return server.__enter__()
 
     yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
+    for server in servers:
+        server.__exit__(None, None, None)

@@ -313,7 +313,8 @@ def simulate_command(
 
     from organic.analyze.safetymix import TROLL_TYPES
     from organic.simulate.people import population
-    from organic.simulate.run import LocalServer, simulate
+    from organic.serve.local import LocalServer
+    from organic.simulate.run import simulate
 
     try:
         people = population(users, troll_share, tuple(troll_type or TROLL_TYPES), turns=turns, seed=seed)
