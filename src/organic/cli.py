@@ -239,6 +239,7 @@ def train_command(
     balance: Annotated[bool, typer.Option(help="As many positives as negatives.")] = True,
     feedback_as_positive: Annotated[bool, typer.Option(help="Use users' answers to 'what should I have said?' as positives.")] = True,
     exclude_user: Annotated[list[str] | None, typer.Option(help="Leave this user's conversations out (repeatable).")] = None,
+    exclude_trolls: Annotated[bool, typer.Option(help="Leave out the users `organic trolls` flags.")] = False,
     split: Annotated[list[str] | None, typer.Option(help="Train on these splits only (default: all).")] = None,
     database_url: DatabaseOption = None,
 ) -> None:
@@ -262,8 +263,13 @@ def train_command(
         base = prepare_model(model or settings.model, settings.home)
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
+    exclude = set(exclude_user or ())
+    if exclude_trolls:
+        from organic.analyze.trolls import score_store, troll_ids
+
+        exclude |= troll_ids(score_store(engine))
     examples = build_training_set(iter_conversations(engine, Filters(splits=split)), balance=balance,
-                                  feedback_as_positive=feedback_as_positive, exclude_users=set(exclude_user or ()))
+                                  feedback_as_positive=feedback_as_positive, exclude_users=exclude)
     console.print(f"{len(examples)} examples ({sum(e.label == 1 for e in examples)} good, "
                   f"{sum(e.label == 0 for e in examples)} bad) from the store; training {method} from {base}")
     config = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
@@ -291,6 +297,55 @@ def train_command(
             register(out, name, parent, metrics)
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
+
+
+@app.command("analyze")
+def analyze(
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.html (plots inside) and report.json (every figure).")],
+    source: Annotated[Path | None, typer.Option("--from", help="A BB3x release file, or a flat-table export (.jsonl, .parquet, or a folder of .parquet files); default: the store.")] = None,
+    check_safety: Annotated[bool, typer.Option(help="Run the safety check on messages that carry no verdict (about a thousand a second).")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """The organic-data report: Table 1 and Table 2 style figures with 95% intervals, feedback, activity, annotator agreement, plots."""
+    from organic.analyze.report import build_report, iter_figures
+
+    try:
+        with console.status("analysing"):
+            figures = build_report(source, out, None if source else _engine(database_url), check_safety=check_safety)
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    console.print(", ".join(f"{name.replace('_', ' ')} {value:,}" for name, value in iter_figures(figures)))
+    console.print(f"wrote {out / 'report.html'} and {out / 'report.json'}")
+
+
+@app.command("trolls")
+def trolls(
+    threshold: Annotated[float, typer.Option(help="Flag users whose trust (mean held-out probability of their labels) is under this.")] = 0.6,
+    unsafe_threshold: Annotated[float, typer.Option(help="Also flag users with more than this share of unsafe messages ...")] = 0.5,
+    min_messages: Annotated[int, typer.Option(help="... among at least this many messages.")] = 5,
+    features: Annotated[str, typer.Option(help="minilm (sentence embeddings, slower) or tfidf (quick).")] = "minilm",
+    limit: Annotated[int, typer.Option(help="Users to list, lowest trust first (0: all).")] = 50,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write every user's scores as JSON lines here.")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Helpers vs trolls: each user's trust score (Ju et al. 2022), their share of unsafe messages, and why."""
+    import json as _json
+
+    from organic.analyze.trolls import FEATURIZERS, TrustConfig, score_store
+
+    if features not in FEATURIZERS:
+        raise fail(f"unknown features {features!r}; choose one of: {', '.join(FEATURIZERS)}")
+    with console.status("scoring users"):
+        config = TrustConfig(threshold=threshold, unsafe_threshold=unsafe_threshold, min_messages=min_messages)
+        rows = score_store(_engine(database_url), config=config, featurize=features)
+    if out:
+        out.write_text("".join(_json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    table = Table("user", "trust", "labels", "unsafe messages", "troll", "why")
+    for r in rows[:limit or None]:
+        table.add_row(r.user, "-" if r.trust is None else f"{r.trust:.2f}", str(r.labels),
+                      f"{r.unsafe_messages}/{r.messages}", "yes" if r.is_troll else "", r.why)
+    Console().print(table)
+    console.print(f"{sum(r.is_troll for r in rows)} of {len(rows)} users flagged as trolls" + (f"; all scores in {out}" if out else ""))
 
 
 @app.command("simulate")
@@ -344,6 +399,42 @@ def simulate_command(
                   + (f"; {len(report.errors)} people failed: {report.errors[0]}" if report.errors else ""))
     if report.errors:
         raise typer.Exit(1)
+
+
+@app.command("loop")
+def loop_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the models, the analysis and the loop's report.")] = Path("runs/loop"),
+    users: int = 200,
+    troll_share: float = 0.3,
+    turns: int = 4,
+    rating_rate: Annotated[float, typer.Option(help="Share of replies people rate (BB3: 5%; more gives more labels at small sizes).")] = 0.3,
+    iterations: Annotated[int, typer.Option(help="CRINGE iterations.")] = 3,
+    baseline: Annotated[list[str] | None, typer.Option(help="TRL baselines on the same data (repeatable; default sft and kto).")] = None,
+    max_steps: Annotated[int, typer.Option(help="Optimizer steps per training run.")] = 20,
+    batch_size: int = 8,
+    learning_rate: float = 5e-5,
+    max_new_tokens: int = 32,
+    eval_contexts: Annotated[int, typer.Option(help="Held-out contexts each model answers.")] = 60,
+    seed: int = 0,
+    model: Annotated[str | None, typer.Option(help="Base model: the bundled smollm2-135m-instruct or a local folder.")] = None,
+    database_url: Annotated[str | None, typer.Option("--database-url", help="Store for the run (default: a new SQLite file in --out).")] = None,
+) -> None:
+    """The whole loop on simulated people: simulate -> analyze -> reward model -> CRINGE x N, SFT, KTO -> eval, one report."""
+    from organic.loop import LoopConfig, run_loop
+
+    settings = get_settings().model_copy(update={"backend": "transformers", **({"model": model} if model else {})})
+    out.mkdir(parents=True, exist_ok=True)
+    engine = _engine(database_url or f"sqlite:///{(out / 'loop.db').resolve()}")
+    config = LoopConfig(users=users, troll_share=troll_share, turns=turns, rating_rate=rating_rate, iterations=iterations,
+                        baselines=tuple(baseline if baseline is not None else ("sft", "kto")), max_steps=max_steps,
+                        batch_size=batch_size, learning_rate=learning_rate, max_new_tokens=max_new_tokens,
+                        eval_contexts=eval_contexts, seed=seed)
+    try:
+        run_loop(settings, engine, out, config, console)
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    console.print(f"loop report: {out / 'README.md'}")
+    print((out / "README.md").read_text())
 
 
 @app.command("versions")

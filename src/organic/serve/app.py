@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, func, select
 
 from organic.generate import Backend, GenerationSettings
+from organic.serve.annotate import annotation_router
 from organic.serve.auth import COOKIE, Caller, Signer, require_admin, secret_key
 from organic.serve.chat import ChatStore, Consent, Forbidden, Invalid, NotFound
 from organic.serve.router import Router
@@ -76,7 +77,8 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
     """The server on ``settings``' store (or ``engine``), serving ``backends``."""
     engine = engine or connect(settings.url)
     stores = {True: ChatStore(engine), False: ChatStore(connect("sqlite://"))}  # unsaved users: memory only
-    signer = Signer(secret_key(settings.secret_key, settings.home))
+    key = secret_key(settings.secret_key, settings.home)
+    signer = Signer(key)
     router = Router(backends, shares)
     turns = Turns(router)
 
@@ -253,6 +255,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
                 }
         return await to_thread.run_sync(counts)
 
+    app.include_router(annotation_router(engine, settings.admin_token, secret_key=key))
     return app
 
 

@@ -1,0 +1,207 @@
+"""Crowd annotation: the ``/annotate`` page and its API, as a router the server includes.
+
+    app.include_router(annotation_router(engine, settings.admin_token, secret_key=key))
+
+An admin issues an annotator a token (``POST /api/admin/annotators``); the token is signed (itsdangerous) and
+names the annotator, so no table of annotators is needed: anyone holding the server's key can check it. Rotating
+the key (or the admin token, when no key is given) revokes every token. The annotator opens the link it comes with
+(``/annotate#token=...``: the fragment never reaches the server's logs), and gets utterances one at a time, each
+in its conversation up to that utterance, to label with the paper's single choice (``taxonomy.CrowdLabel``).
+
+Sampling: ``uniform`` (any utterance the annotator has not labelled), ``disliked`` (bot replies with a thumbs
+down first, then uniform), ``version`` (bot replies of one model version). Canned replies and the bot's side of
+the feedback exchange are never offered: the model did not write them. Labels are stored as ``Annotation`` rows,
+one per annotator and utterance.
+"""
+
+import hashlib
+import hmac
+import random
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse
+from itsdangerous import BadSignature, URLSafeSerializer
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, and_, exists, func, select
+from sqlalchemy.exc import IntegrityError
+
+from organic.serve.auth import require_admin
+from organic.store.models import Annotation, Conversation, Feedback, Message, ModelVersion
+from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
+from organic.taxonomy import CrowdLabel, Sender
+
+STATIC = Path(__file__).parent / "static"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+CONTEXT_MESSAGES = 30  # the most recent messages shown before the utterance to label
+
+
+class AnnotatorIn(BaseModel):
+    name: str = Field(description="The annotator's name as stored with each label: letters, digits, _ . @ -; at most 64.")
+
+
+class AnnotatorOut(BaseModel):
+    name: str
+    token: str
+    url: str = Field(description="The page with the token in its fragment: send this link to the annotator.")
+
+
+class AnnotationIn(BaseModel):
+    message_id: int = Field(description="The utterance's id, as given by GET /api/annotate/next.")
+    label: str = Field(description="good, inappropriate, off_topic, nonsensical, ignoring_last_turn, repeating, or other (bot replies only).")
+
+
+def _key(admin_token: str | None, secret_key: str | None) -> str | None:
+    if secret_key:
+        return secret_key
+    if admin_token:  # derived, so an annotator token never reveals or equals the admin token
+        return hmac.new(admin_token.encode(), b"organic-annotator-tokens", hashlib.sha256).hexdigest()
+    return None
+
+
+def annotation_router(engine: Engine, admin_token: str | None, *, secret_key: str | None = None) -> APIRouter:
+    """The annotation page and API on ``engine``; tokens are issued with ``admin_token`` and signed with
+    ``secret_key`` (the server's ``ORGANIC_SECRET_KEY``; without one, a key derived from the admin token)."""
+    router = APIRouter()
+    key = _key(admin_token, secret_key)
+    serializer = URLSafeSerializer(key, salt="organic-annotator") if key else None
+
+    def admin(request: Request) -> None:
+        require_admin(request, admin_token)
+
+    def annotator(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not token:
+            raise HTTPException(401, "annotator token required: open the link an admin issued "
+                                     "(POST /api/admin/annotators) or send 'Authorization: Bearer <token>'")
+        try:
+            if serializer is None:
+                raise BadSignature("no key")
+            return serializer.loads(token)["a"]
+        except (BadSignature, KeyError, TypeError):
+            raise HTTPException(401, "invalid annotator token: ask an admin for a new one") from None
+
+    Annotator = Annotated[str, Depends(annotator)]
+
+    # admin ----------------------------------------------------------------------------------------------
+    @router.post("/api/admin/annotators", tags=["annotation"], dependencies=[Depends(admin)], response_model=AnnotatorOut,
+                 status_code=201)
+    def issue_token(body: AnnotatorIn) -> AnnotatorOut:
+        """Issue an annotation token for ``name`` (issuing again for the same name gives another valid token)."""
+        if not NAME.match(body.name) or body.name.startswith("import:"):
+            raise HTTPException(422, f"annotator name {body.name!r} is not allowed: use 1-64 letters, digits, _ . @ - "
+                                     "starting with a letter or digit")
+        token = serializer.dumps({"a": body.name})
+        return AnnotatorOut(name=body.name, token=token, url=f"/annotate#token={token}")
+
+    # the page -------------------------------------------------------------------------------------------
+    @router.get("/annotate", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "annotate.html")
+
+    @router.get("/annotate/annotate.js", include_in_schema=False)
+    def script() -> FileResponse:
+        return FileResponse(STATIC / "annotate.js", media_type="text/javascript")
+
+    # the annotator's API --------------------------------------------------------------------------------
+    @router.get("/api/annotate/me", tags=["annotation"])
+    def me(who: Annotator) -> dict:
+        """The annotator's name, how many utterances they labelled, the labels to choose from and the model versions."""
+        with engine.connect() as conn:
+            done = conn.execute(select(func.count()).where(Annotation.annotator == who)).scalar_one()
+            versions = conn.execute(select(ModelVersion.name).order_by(ModelVersion.created_at, ModelVersion.id)).scalars().all()
+        labels = [{"value": c.value, "label": c.label, "bot_only": c is CrowdLabel.OTHER} for c in CrowdLabel]
+        return {"annotator": who, "labelled": done, "labels": labels, "model_versions": versions}
+
+    @router.get("/api/annotate/next", tags=["annotation"])
+    def next_utterance(
+        who: Annotator,
+        sampling: Annotated[Literal["uniform", "disliked", "version"], Query(description="uniform, disliked (thumbs down first), or version.")] = "uniform",
+        model_version: Annotated[str | None, Query(description="For sampling=version: the model version's name.")] = None,
+        sender: Annotated[Literal["human", "bot"] | None, Query(description="Only human or only bot utterances.")] = None,
+    ) -> dict:
+        """An utterance the annotator has not labelled yet, with the conversation before it."""
+        with engine.connect() as conn:
+            eligible = [~exists().where(Annotation.message_id == Message.id, Annotation.annotator == who),
+                        ~Message.is_safety_controlled_response, ~Message.from_model_crash,
+                        func.coalesce(Message.traces["module"].as_string(), "").not_in([FEEDBACK_REQUEST, FEEDBACK_THANKS])]
+            if sender:
+                eligible.append(Message.sender == sender)
+            used = sampling
+            if sampling == "version":
+                if not model_version:
+                    raise HTTPException(422, "sampling=version needs model_version=<name>")
+                version_id = conn.execute(select(ModelVersion.id).where(ModelVersion.name == model_version)).scalar()
+                if version_id is None:
+                    raise HTTPException(404, f"no model version named {model_version!r}")
+                found = _pick(conn, eligible + [Message.model_version_id == version_id, Message.sender == Sender.BOT.value])
+            elif sampling == "disliked":
+                disliked = exists().where(Feedback.message_id == Message.id, Feedback.thumb == "down")
+                found = _pick(conn, eligible + [disliked])
+                if found is None:
+                    used, found = "uniform", _pick(conn, eligible)
+            else:
+                found = _pick(conn, eligible)
+            if found is None:
+                raise HTTPException(404, f"nothing left to annotate for {who} with sampling={sampling}"
+                                         + (f" and model_version={model_version}" if model_version else ""))
+            return _utterance(conn, found, used)
+
+    @router.post("/api/annotate", tags=["annotation"], status_code=201)
+    def annotate(body: AnnotationIn, who: Annotator) -> dict:
+        """Store the annotator's label for one utterance; each annotator labels an utterance once."""
+        try:
+            label = CrowdLabel.parse(body.label)
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+        with engine.begin() as conn:
+            sender = conn.execute(select(Message.sender).where(Message.id == body.message_id)).scalar()
+            if sender is None:
+                raise HTTPException(404, f"no message {body.message_id}")
+            if label is CrowdLabel.OTHER and sender != Sender.BOT.value:
+                raise HTTPException(422, "'other' is for bot replies only; pick the closest label for a human utterance")
+        try:
+            with engine.begin() as conn:
+                conn.execute(Annotation.__table__.insert().values(message_id=body.message_id, annotator=who, label=label.value))
+        except IntegrityError:
+            raise HTTPException(409, f"{who} already labelled message {body.message_id}; each annotator labels an utterance once") from None
+        return {"message_id": body.message_id, "annotator": who, "label": label.value}
+
+    return router
+
+
+def _pick(conn, conditions: list) -> int | None:
+    """An eligible message id chosen at random: a random point in the id range, then the next eligible id after it
+    (or before it). Two index lookups, however large the store; ids after long gaps are a little more likely."""
+    where = and_(*conditions)
+    low, high = conn.execute(select(func.min(Message.id), func.max(Message.id))).one()
+    if low is None:
+        return None
+    pivot = random.randint(low, high)
+    after = conn.execute(select(Message.id).where(where, Message.id >= pivot).order_by(Message.id).limit(1)).scalar()
+    if after is not None:
+        return after
+    return conn.execute(select(Message.id).where(where, Message.id < pivot).order_by(Message.id.desc()).limit(1)).scalar()
+
+
+def _utterance(conn, message_id: int, sampling: str) -> dict:
+    target = conn.execute(
+        select(Message.id, Message.conversation_id, Message.position, Message.sender, Message.text,
+               ModelVersion.name.label("version"), Conversation.external_id)
+        .join(Conversation, Message.conversation_id == Conversation.id)
+        .outerjoin(ModelVersion, Message.model_version_id == ModelVersion.id)
+        .where(Message.id == message_id)).one()
+    before = conn.execute(
+        select(Message.sender, Message.text).where(Message.conversation_id == target.conversation_id,
+                                                   Message.position < target.position)
+        .order_by(Message.position.desc()).limit(CONTEXT_MESSAGES)).all()
+    return {
+        "conversation_id": target.external_id,
+        "sampling": sampling,
+        "context": [{"sender": s, "text": t} for s, t in reversed(before)],
+        "message": {"id": target.id, "sender": target.sender, "text": target.text, "position": target.position,
+                    "model_version": target.version},
+    }
