@@ -401,6 +401,55 @@ def simulate_command(
         raise typer.Exit(1)
 
 
+@app.command("eval")
+def eval_command(
+    model: Annotated[list[str], typer.Option("--model", help="A model to evaluate (repeatable): NAME=FOLDER, a registered model version, the bundled smollm2-135m-instruct, or a folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for eval.json and eval.md.")] = Path("runs/eval"),
+    reward_model: Annotated[Path | None, typer.Option(help="A folder from `organic reward train`: report its mean P(good) for each model's replies.")] = None,
+    held_out_share: Annotated[float, typer.Option(help="Share of conversations held out of training (use the share training used).")] = 0.2,
+    contexts: Annotated[int, typer.Option(help="Held-out contexts each model answers (and at most as many good replies for perplexity).")] = 200,
+    good_from: Annotated[list[str] | None, typer.Option(help="Take the good replies for perplexity only from these label sources (thumb, crowd, reward, feedback; repeatable). Default: all.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest reply, in tokens.")] = 48,
+    batch_size: Annotated[int, typer.Option(help="Contexts per generation batch.")] = 8,
+    seed: Annotated[int, typer.Option(help="Sampling seed (the same for every model) and the held-out split's seed.")] = 0,
+    reference_model: Annotated[str | None, typer.Option(help="A causal LM (folder, or smollm2-135m-instruct) whose likelihood also judges 'nonsensical'.")] = None,
+    crowd_agreement: Annotated[bool, typer.Option(help="Also report each judge's agreement with the crowd labels in the store.")] = True,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Judge each model's replies to held-out contexts: Table 9 per model (95% intervals), perplexity on held-out
+    good replies, the reward model's mean P(good). Writes eval.json (every reply; the /compare page takes it) and eval.md."""
+    from organic.evaluate.judges import agreement_with_crowd
+    from organic.evaluate.run import evaluate_models, held_out_contexts, render_table, resolve_models, write_eval_report
+    from organic.generate import prepare_model
+    from organic.learn.reward import RewardModel
+
+    settings = get_settings()
+    engine = _engine(database_url)
+    try:
+        folders = resolve_models(model, engine, settings.home)
+        reward = RewardModel.load(reward_model) if reward_model else None
+        reference = prepare_model(reference_model, settings.home) if reference_model else None
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    held = held_out_contexts(engine, held_out_share, contexts, seed=seed, sources=tuple(good_from) if good_from else None)
+    if not held.contexts:
+        raise fail(f"no held-out contexts: no conversation of the store falls in the held-out {held_out_share:.0%}; "
+                   "bring conversations in first (`organic import bb3x`, `organic simulate`)")
+    console.print(f"{len(held.contexts)} held-out contexts, {len(held.good)} good replies for perplexity; "
+                  f"evaluating {', '.join(folders)}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("replies", total=len(folders) * len(held.contexts))
+        results = evaluate_models(folders, held.contexts, held.good, reward, max_new_tokens=max_new_tokens,
+                                  batch_size=batch_size, seed=seed, reference_model=reference,
+                                  progress=lambda n: bar.advance(task, n))
+    if crowd_agreement:
+        results["crowd_agreement"] = agreement_with_crowd(engine, limit=1000, reference_model=reference)
+    json_path, md_path = write_eval_report(results, out)
+    typer.echo(render_table(results))
+    console.print(f"wrote {json_path} and {md_path}")
+
+
 @app.command("loop")
 def loop_command(
     out: Annotated[Path, typer.Option("--out", help="Folder for the models, the analysis and the loop's report.")] = Path("runs/loop"),

@@ -4,19 +4,13 @@ stored, sampling switched, "Other" only for bot replies, and text shown as text,
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from playwright.sync_api import expect
 from sqlalchemy import select
 
 from organic.formats.ingest import import_bb3x
-from organic.serve.annotate import annotation_router
 from organic.store import Annotation, Message
 from support import FIXTURES
 
@@ -24,24 +18,9 @@ HOSTILE = '<b id="bold">bold</b><img src=x onerror="window.pwned=1"><script>wind
 
 
 @pytest.fixture
-def annotation_server(engine):
-    """Base URL of a uvicorn server on an app with only the annotation router, on the test store."""
-    app = FastAPI()
-    app.include_router(annotation_router(engine, "admin-secret"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+def annotation_server(live_server):
+    """Base URL of the whole app (its annotation router included) on a real uvicorn server, on the test store."""
+    return live_server()
 
 
 def link(base: str, name: str = "ann1") -> str:

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, func, select
 
 from organic.generate import Backend, GenerationSettings
 from organic.serve.annotate import annotation_router
+from organic.serve.compare import compare_router
 from organic.serve.auth import COOKIE, Caller, Signer, require_admin, secret_key
 from organic.serve.chat import ChatStore, Consent, Forbidden, Invalid, NotFound
 from organic.serve.router import Router
@@ -256,6 +257,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
         return await to_thread.run_sync(counts)
 
     app.include_router(annotation_router(engine, settings.admin_token, secret_key=key))
+    app.include_router(compare_router(engine, settings.admin_token, secret_key=key))
     return app
 
 

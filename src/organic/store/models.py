@@ -173,3 +173,39 @@ class ServingChange(Base):
     shares: Mapped[dict[str, Any]] = mapped_column(JSONValue)  # model version name -> share of new conversations
     note: Mapped[str | None] = mapped_column(String(256))  # promote, ab, rollback
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Comparison(Base):
+    """Two models' replies to one context, to be compared blind on the /compare page (ACUTE-Eval style).
+
+    A rater sees the replies as sides A and B in an order drawn per rater and item; a ``ComparisonVote`` keeps
+    the side clicked and whether ``model_a``'s reply was shown as B, so position bias can be measured."""
+
+    __tablename__ = "comparisons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    context: Mapped[list[Any]] = mapped_column(JSONValue)  # chat messages before the replies: [{"role", "content"}]
+    model_a: Mapped[str] = mapped_column(String(128))
+    model_b: Mapped[str] = mapped_column(String(128))
+    reply_a: Mapped[str] = mapped_column(Text)
+    reply_b: Mapped[str] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(String(256))  # where the item came from, e.g. an eval.json's created_at
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ComparisonVote(Base):
+    """One rater's choice on one comparison; each rater votes on an item once."""
+
+    __tablename__ = "comparison_votes"
+    __table_args__ = (UniqueConstraint("comparison_id", "rater"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"))
+    rater: Mapped[str] = mapped_column(String(128))
+    choice: Mapped[str] = mapped_column(String(3))  # the side picked as shown: A, B, or tie
+    flipped: Mapped[bool] = mapped_column(Boolean)  # model_a's reply was shown on side B
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+Index("ix_comparison_votes_rater", ComparisonVote.rater)

@@ -1,0 +1,178 @@
+"""``organic loop``: the whole BB3 -> BB3x loop, end to end, on simulated people.
+
+    simulate -> analyze -> find trolls -> reward model -> CRINGE x N (and SFT, KTO on the same data) -> eval
+
+It serves the base model behind the real HTTP server, lets simulated helpers and trolls chat and rate, finds
+the trolls, trains the reward model on the helpers' thumbs, trains CRINGE iterations and the baselines on the
+same filtered data (and one CRINGE without troll filtering, to measure what filtering buys), and evaluates
+every model on held-out conversations, Table 9 style. One report compares them all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from sqlalchemy import Engine
+
+from organic.settings import Settings
+
+
+@dataclass
+class LoopConfig:
+    users: int = 200  # simulated people
+    troll_share: float = 0.3  # share of them who are trolls (SafetyMix types, drawn evenly)
+    turns: int = 4  # messages each person sends
+    rating_rate: float = 0.3  # share of replies a person rates (BB3's 5% gives too few labels at this size)
+    concurrency: int = 8  # people chatting at once (the backend batches their replies)
+    max_new_tokens: int = 32  # reply length while simulating and evaluating
+    iterations: int = 3  # CRINGE iterations (BB3x: 3)
+    baselines: tuple[str, ...] = ("sft", "kto")  # TRL methods trained on the same data
+    max_steps: int = 20  # optimizer steps per training run
+    batch_size: int = 8
+    learning_rate: float = 5e-5
+    max_length: int = 192
+    contexts_per_iteration: int = 48  # training contexts each later CRINGE iteration answers
+    held_out_share: float = 0.2  # conversations kept out of training, for evaluation
+    eval_contexts: int = 60  # held-out contexts each model answers
+    seed: int = 0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, console: Console | None = None) -> dict[str, Any]:
+    from organic.analyze.report import build_report
+    from organic.analyze.stats import detection
+    from organic.analyze.trolls import score_store as score_trolls, troll_ids
+    from organic.evaluate.run import evaluate_models, held_out_contexts, write_eval_report
+    from organic.generate import TransformersBackend, prepare_model
+    from organic.learn.data import build_training_set, held_out
+    from organic.learn.iterate import iterate_cringe
+    from organic.learn.reward import RewardConfig, RewardModel, evaluate as evaluate_reward, score_store as score_rewards
+    from organic.learn.train import TrainConfig, train
+    from organic.serve.app import create_app
+    from organic.simulate.people import population
+    from organic.serve.local import LocalServer
+    from organic.simulate.run import simulate
+    from organic.store.read import iter_conversations
+    from organic.store.versions import register_version
+
+    console = console or Console(stderr=True)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def step(name: str) -> None:
+        timings[name] = round(time.perf_counter() - started - sum(timings.values()), 1)
+        console.print(f"[bold]loop[/bold]: {name} done ({timings[name]:.0f} s)")
+
+    settings = settings.model_copy(update={"max_new_tokens": config.max_new_tokens})
+    base = prepare_model(settings.model, settings.home)
+
+    # 1. serve the base model and let simulated people use it ---------------------------------------------
+    people = population(config.users, config.troll_share, turns=config.turns, seed=config.seed)
+    backend = TransformersBackend(base)
+    with LocalServer(create_app(settings, [backend], engine=engine)) as url:
+        simulation = simulate(url, people, rating_rate=config.rating_rate, concurrency=config.concurrency)
+    backend.close()
+    (out / "people.json").write_text(json.dumps(simulation.people, indent=1))
+    step("simulate")
+
+    # 2. analyze, and find the trolls ----------------------------------------------------------------------
+    analysis = build_report(None, out / "analysis", engine)
+    scores = score_trolls(engine)
+    flagged = troll_ids(scores)
+    truth = [simulation.people.get(s.user, "helper") != "helper" for s in scores]
+    found = detection(truth, [-(s.trust if s.trust is not None else 1.0) for s in scores], [s.is_troll for s in scores])
+    step("analyze")
+
+    # 3. the reward model, on the thumbs of users not flagged ----------------------------------------------
+    train_convos = lambda: (c for c in iter_conversations(engine) if not held_out(c.external_id, config.held_out_share, config.seed))  # noqa: E731
+    test_convos = lambda: (c for c in iter_conversations(engine) if held_out(c.external_id, config.held_out_share, config.seed))  # noqa: E731
+    human_labels = build_training_set(train_convos(), sources=("thumb", "crowd"), exclude_users=flagged)
+    reward = RewardModel(RewardConfig(seed=config.seed)).fit(human_labels)
+    reward.save(out / "reward_model")
+    reward_metrics = evaluate_reward(reward, build_training_set(test_convos(), sources=("thumb", "crowd")))
+    score_rewards(engine, reward)  # unrated replies get the reward model's verdict, as in BB3x
+    step("reward model")
+
+    # 4. the same data for every method; one CRINGE run without troll filtering ----------------------------
+    filtered = build_training_set(train_convos(), exclude_users=flagged, feedback_as_positive=True, balance=True, seed=config.seed)
+    unfiltered = build_training_set(train_convos(), feedback_as_positive=True, balance=True, seed=config.seed)
+    train_config = TrainConfig(max_steps=config.max_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                               max_length=config.max_length, seed=config.seed)
+    models: dict[str, Path] = {"base": base}
+    training: dict[str, dict] = {}
+
+    def register(name: str, folder: Path, parent: str, method: str, metrics: dict) -> None:
+        (folder / "VERSION").write_text(f"loop-{name}\n")
+        register_version(engine, f"loop-{name}", path=str(folder.resolve()), parent=parent, method=method,
+                         base_model=str(base), metrics=metrics)
+        models[name], training[name] = folder, metrics
+
+    iterate_cringe(filtered, base, out / "models" / "cringe", reward, config.iterations, train_config,
+                   contexts_per_iteration=config.contexts_per_iteration,
+                   on_iteration=lambda i, folder, m: register(f"cringe-it{i}", folder, f"loop-cringe-it{i - 1}" if i > 1 else None, "cringe", m))
+    step("cringe")
+    register("cringe-unfiltered", out / "models" / "cringe-unfiltered", None, "cringe",
+             train("cringe", unfiltered, base, out / "models" / "cringe-unfiltered", train_config))
+    for method in config.baselines:
+        register(method, out / "models" / method, None, method, train(method, filtered, base, out / "models" / method, train_config))
+    step("baselines")
+
+    # 5. evaluate every model on held-out conversations ----------------------------------------------------
+    # perplexity on replies people judged good (not those only the reward model called good: those are the
+    # base model's own words, which would favour it)
+    contexts, good = held_out_contexts(engine, config.held_out_share, config.eval_contexts, seed=config.seed,
+                                       sources=("thumb", "crowd", "feedback"))
+    results = evaluate_models(models, contexts, good, reward, max_new_tokens=config.max_new_tokens)
+    write_eval_report(results, out / "eval")
+    step("evaluate")
+
+    summary = {
+        "config": asdict(config),
+        "simulation": {"people": len(simulation.people), "trolls": sum(k != "helper" for k in simulation.people.values()),
+                       "messages": simulation.messages, "feedback_answers": simulation.feedback_answers,
+                       "canned_replies": simulation.canned, "ratings": {f"{k}:{t}": n for (k, t), n in simulation.ratings.items()},
+                       "seconds": round(simulation.seconds, 1), "errors": simulation.errors[:5]},
+        "analysis": {k: analysis[k] for k in ("users", "conversations", "messages", "bot_messages", "thumbs_up", "thumbs_down")},
+        "trolls": found.to_json(),
+        "reward_model": reward_metrics,
+        "training_data": {"filtered": _sizes(filtered), "unfiltered": _sizes(unfiltered)},
+        "training": training,
+        "eval": results,
+        "timings_s": timings,
+    }
+    (out / "loop.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "README.md").write_text(render(summary))
+    return summary
+
+
+def _sizes(examples) -> dict[str, int]:
+    return {"examples": len(examples), "good": sum(e.label == 1 for e in examples), "bad": sum(e.label == 0 for e in examples)}
+
+
+def render(summary: dict[str, Any]) -> str:
+    """The loop's report: the base model against every iteration and baseline, Table 9 style."""
+    from organic.evaluate.run import render_table
+
+    s, t, r = summary["simulation"], summary["trolls"], summary["reward_model"]
+    lines = [
+        "# organic loop: base model vs CRINGE iterations and baselines",
+        "",
+        f"Simulated {s['people']} people ({s['trolls']} trolls), {s['messages']} messages, {s['feedback_answers']} answers to "
+        f"\"what should I have said?\", {s['canned_replies']} canned safety replies, in {s['seconds']:.0f} s.",
+        f"Troll detection (user level): {t['flagged']} flagged of {t['total']} users with ratings ({t['positives']} trolls), "
+        f"precision {t['precision']:.2f}, recall {t['recall']:.2f}, ROC AUC {t['auc'] if t['auc'] is not None else 'n/a'}.",
+        f"Reward model on held-out thumbs: accuracy {r.get('accuracy', float('nan')):.2f}, ROC AUC {r.get('roc_auc', float('nan')):.2f} "
+        f"(n = {r.get('n', 0)}).",
+        f"Training data: {summary['training_data']['filtered']} with troll filtering, {summary['training_data']['unfiltered']} without.",
+        "",
+        render_table(summary["eval"]),
+        "",
+        "Stage timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timings_s"].items()),
+    ]
+    return "\n".join(lines) + "\n"
