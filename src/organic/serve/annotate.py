@@ -14,27 +14,22 @@ the feedback exchange are never offered: the model did not write them. Labels ar
 one per annotator and utterance.
 """
 
-import hashlib
-import hmac
 import random
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse
-from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
-from organic.serve.auth import require_admin
+from organic.serve.auth import RoleTokens, require_admin
 from organic.store.models import Annotation, Conversation, Feedback, Message, ModelVersion
 from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
 from organic.taxonomy import CrowdLabel, Sender
 
 STATIC = Path(__file__).parent / "static"
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 CONTEXT_MESSAGES = 30  # the most recent messages shown before the utterance to label
 
 
@@ -53,36 +48,14 @@ class AnnotationIn(BaseModel):
     label: str = Field(description="good, inappropriate, off_topic, nonsensical, ignoring_last_turn, repeating, or other (bot replies only).")
 
 
-def _key(admin_token: str | None, secret_key: str | None) -> str | None:
-    if secret_key:
-        return secret_key
-    if admin_token:  # derived, so an annotator token never reveals or equals the admin token
-        return hmac.new(admin_token.encode(), b"organic-annotator-tokens", hashlib.sha256).hexdigest()
-    return None
-
-
 def annotation_router(engine: Engine, admin_token: str | None, *, secret_key: str | None = None) -> APIRouter:
     """The annotation page and API on ``engine``; tokens are issued with ``admin_token`` and signed with
     ``secret_key`` (the server's ``ORGANIC_SECRET_KEY``; without one, a key derived from the admin token)."""
     router = APIRouter()
-    key = _key(admin_token, secret_key)
-    serializer = URLSafeSerializer(key, salt="organic-annotator") if key else None
+    annotator = RoleTokens("annotator", "/api/admin/annotators", admin_token, secret_key)
 
     def admin(request: Request) -> None:
         require_admin(request, admin_token)
-
-    def annotator(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not token:
-            raise HTTPException(401, "annotator token required: open the link an admin issued "
-                                     "(POST /api/admin/annotators) or send 'Authorization: Bearer <token>'")
-        try:
-            if serializer is None:
-                raise BadSignature("no key")
-            return serializer.loads(token)["a"]
-        except (BadSignature, KeyError, TypeError):
-            raise HTTPException(401, "invalid annotator token: ask an admin for a new one") from None
 
     Annotator = Annotated[str, Depends(annotator)]
 
@@ -91,10 +64,7 @@ def annotation_router(engine: Engine, admin_token: str | None, *, secret_key: st
                  status_code=201)
     def issue_token(body: AnnotatorIn) -> AnnotatorOut:
         """Issue an annotation token for ``name`` (issuing again for the same name gives another valid token)."""
-        if not NAME.match(body.name) or body.name.startswith("import:"):
-            raise HTTPException(422, f"annotator name {body.name!r} is not allowed: use 1-64 letters, digits, _ . @ - "
-                                     "starting with a letter or digit")
-        token = serializer.dumps({"a": body.name})
+        token = annotator.issue(body.name)
         return AnnotatorOut(name=body.name, token=token, url=f"/annotate#token={token}")
 
     # the page -------------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@ and whether their conversations are saved. No name, no password, no e-mail."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,3 +63,41 @@ def require_admin(request: Request, admin_token: str | None) -> None:
     header = request.headers.get("authorization", "")
     if not secrets.compare_digest(header.encode(), f"Bearer {admin_token}".encode()):
         raise HTTPException(403, "admin token required: send 'Authorization: Bearer <ORGANIC_ADMIN_TOKEN>'")
+
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+"""A name an admin may give an annotator or a rater: 1-64 letters, digits, _ . @ -."""
+
+
+class RoleTokens:
+    """Signed tokens naming a person an admin gave a role (annotator, rater): no table of them is needed, and
+    rotating the key revokes them all. The key is the server's secret key, or one derived from the admin token
+    (never equal to it); each role signs with its own salt, so one role's token is no good for another."""
+
+    def __init__(self, role: str, issue_path: str, admin_token: str | None, secret_key: str | None):
+        self.role, self.issue_path = role, issue_path
+        self.key = secret_key or (hmac.new(admin_token.encode(), f"organic-{role}-tokens".encode(), hashlib.sha256).hexdigest()
+                                  if admin_token else None)
+        self._serializer = URLSafeSerializer(self.key, salt=f"organic-{role}") if self.key else None
+
+    def issue(self, name: str) -> str:
+        if not NAME.match(name):
+            raise HTTPException(422, f"{self.role} name {name!r} is not allowed: use 1-64 letters, digits, _ . @ - "
+                                     "(starting with a letter or digit)")
+        if self._serializer is None:
+            raise HTTPException(403, "admin endpoints are closed: set ORGANIC_ADMIN_TOKEN on the server to open them")
+        return self._serializer.dumps({"n": name})
+
+    def __call__(self, request: Request) -> str:
+        """The name in the request's bearer token (a FastAPI dependency), or 401 with what to do."""
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not token:
+            raise HTTPException(401, f"{self.role} token required: open the link an admin issued "
+                                     f"(POST {self.issue_path}) or send 'Authorization: Bearer <token>'")
+        try:
+            if self._serializer is None:
+                raise BadSignature("no key")
+            return self._serializer.loads(token)["n"]
+        except (BadSignature, KeyError, TypeError):
+            raise HTTPException(401, f"invalid {self.role} token: ask an admin for a new one") from None

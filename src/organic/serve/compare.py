@@ -18,13 +18,11 @@ rate with its 95% interval and the sign test's p-value (``organic.evaluate.pairw
 
 import hashlib
 import hmac
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
-from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import Engine, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -32,10 +30,9 @@ from sqlalchemy.exc import IntegrityError
 from organic.evaluate.pairwise import tally
 from organic.evaluate.run import comparison_items
 from organic.evaluate.tables import Comparison, ComparisonVote, winner
-from organic.serve.auth import require_admin
+from organic.serve.auth import RoleTokens, require_admin
 
 STATIC = Path(__file__).parent / "static"
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MAX_TEXT = 20_000  # characters of one message or reply
 
 
@@ -89,36 +86,15 @@ class VoteIn(BaseModel):
         return choice
 
 
-def _key(admin_token: str | None, secret_key: str | None) -> str | None:
-    if secret_key:
-        return secret_key
-    if admin_token:  # derived, so a rater token never reveals or equals the admin token
-        return hmac.new(admin_token.encode(), b"organic-rater-tokens", hashlib.sha256).hexdigest()
-    return None
-
-
 def compare_router(engine: Engine, admin_token: str | None, *, secret_key: str | None = None) -> APIRouter:
     """The compare page and API on ``engine`` (which must hold the ``comparisons`` tables); rater tokens are
     issued with ``admin_token`` and signed with ``secret_key`` (without one, a key derived from the admin token)."""
     router = APIRouter()
-    key = _key(admin_token, secret_key)
-    serializer = URLSafeSerializer(key, salt="organic-rater") if key else None
+    rater = RoleTokens("rater", "/api/admin/raters", admin_token, secret_key)
+    key = rater.key
 
     def admin(request: Request) -> None:
         require_admin(request, admin_token)
-
-    def rater(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not token:
-            raise HTTPException(401, "rater token required: open the link an admin issued "
-                                     "(POST /api/admin/raters) or send 'Authorization: Bearer <token>'")
-        try:
-            if serializer is None:
-                raise BadSignature("no key")
-            return serializer.loads(token)["r"]
-        except (BadSignature, KeyError, TypeError):
-            raise HTTPException(401, "invalid rater token: ask an admin for a new one") from None
 
     def flipped(who: str, comparison_id: int) -> bool:
         """Whether ``who`` sees model_a's reply on side B of this item: a fair coin only the server can toss."""
@@ -130,10 +106,7 @@ def compare_router(engine: Engine, admin_token: str | None, *, secret_key: str |
     @router.post("/api/admin/raters", tags=["compare"], dependencies=[Depends(admin)], response_model=RaterOut, status_code=201)
     def issue_token(body: RaterIn) -> RaterOut:
         """Issue a rater token for ``name`` (issuing again for the same name gives another valid token)."""
-        if not NAME.match(body.name):
-            raise HTTPException(422, f"rater name {body.name!r} is not allowed: use 1-64 letters, digits, _ . @ - "
-                                     "starting with a letter or digit")
-        token = serializer.dumps({"r": body.name})
+        token = rater.issue(body.name)
         return RaterOut(name=body.name, token=token, url=f"/compare#token={token}")
 
     def create(items: list[dict]) -> dict:
