@@ -1,27 +1,11 @@
 // The annotation page: one utterance at a time in its conversation, a single-choice crowd label.
 // The token comes from the link's fragment (#token=...) and is kept in sessionStorage; text goes in with textContent only.
-"use strict";
+"use strict";  // with role-page.js: $, api, say, bootWithToken
 
-const $ = (id) => document.getElementById(id);
-let token = null;
 let current = null;
 let labels = [];
 let asked = 0;  // only the latest request for an utterance is shown
 
-async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + token };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  let data = null;
-  try { data = await response.json(); } catch (_) {}
-  if (!response.ok) {
-    const detail = data && data.detail !== undefined ? (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail)) : response.statusText;
-    const error = new Error(detail); error.status = response.status; throw error;
-  }
-  return data;
-}
-
-function say(text) { $("status").textContent = text; }
 
 function query() {
   const params = new URLSearchParams({ sampling: $("sampling").value });
@@ -111,12 +95,6 @@ async function start() {
   await next();
 }
 
-$("login-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  token = $("token").value.trim();
-  sessionStorage.setItem("organic-annotator", token);
-  start();
-});
 $("sampling").addEventListener("change", () => { $("version-box").hidden = $("sampling").value !== "version"; next(); });
 $("version").addEventListener("change", next);
 $("sender").addEventListener("change", next);
@@ -128,10 +106,4 @@ document.addEventListener("keydown", (event) => {  // 1-7 pick a label
   if (button && !button.hidden) button.click();
 });
 
-const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
-if (fromLink) {
-  sessionStorage.setItem("organic-annotator", fromLink);
-  history.replaceState(null, "", location.pathname);  // the token does not stay in the address bar
-}
-token = sessionStorage.getItem("organic-annotator");
-if (token) start(); else $("login").hidden = false;
+bootWithToken("organic-annotator", start);

@@ -1,26 +1,9 @@
 // The compare page: a context and two models' replies as A and B (the server decides the order and never says
 // which model wrote which), one choice per item. The token comes from the link's fragment (#token=...) and is kept
 // in sessionStorage; text goes in with textContent only.
-"use strict";
+"use strict";  // with role-page.js: $, api, say, bootWithToken
 
-const $ = (id) => document.getElementById(id);
-let token = null;
 let current = null;
-
-async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + token };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  let data = null;
-  try { data = await response.json(); } catch (_) {}
-  if (!response.ok) {
-    const detail = data && data.detail !== undefined ? (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail)) : response.statusText;
-    const error = new Error(detail); error.status = response.status; throw error;
-  }
-  return data;
-}
-
-function say(text) { $("status").textContent = text; }
 
 function bubble(message) {
   const li = document.createElement("li");
@@ -87,12 +70,6 @@ async function start() {
   await next();
 }
 
-$("login-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  token = $("token").value.trim();
-  sessionStorage.setItem("organic-rater", token);
-  start();
-});
 for (const button of $("choices").querySelectorAll("button")) {
   button.addEventListener("click", () => vote(button.dataset.choice));
 }
@@ -102,10 +79,4 @@ document.addEventListener("keydown", (event) => {  // a, t, b pick a choice outs
   if (choice) vote(choice);
 });
 
-const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
-if (fromLink) {
-  sessionStorage.setItem("organic-rater", fromLink);
-  history.replaceState(null, "", location.pathname);  // the token does not stay in the address bar
-}
-token = sessionStorage.getItem("organic-rater");
-if (token) start(); else $("login").hidden = false;
+bootWithToken("organic-rater", start);
