@@ -169,7 +169,9 @@ def render(summary: dict[str, Any]) -> str:
         f"precision {t['precision']:.2f}, recall {t['recall']:.2f}, ROC AUC {t['auc'] if t['auc'] is not None else 'n/a'}.",
         f"Reward model on held-out thumbs: accuracy {r.get('accuracy', float('nan')):.2f}, ROC AUC {r.get('roc_auc', float('nan')):.2f} "
         f"(n = {r.get('n', 0)}).",
-        f"Training data: {summary['training_data']['filtered']} with troll filtering, {summary['training_data']['unfiltered']} without.",
+        "Training data: " + " and ".join(f"{d['examples']} examples ({d['good']} good, {d['bad']} bad) {how}" for how, d in
+                                         (("with troll filtering", summary["training_data"]["filtered"]),
+                                          ("without", summary["training_data"]["unfiltered"]))) + ".",
         "",
         render_table(summary["eval"]),
         "",
