@@ -24,23 +24,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
-from organic.serve.auth import RoleTokens, require_admin
+from organic.serve.auth import RoleIn, RoleOut, RoleTokens, require_admin
 from organic.store.models import Annotation, Conversation, Feedback, Message, ModelVersion
 from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
 from organic.taxonomy import CrowdLabel, Sender
 
 STATIC = Path(__file__).parent / "static"
 CONTEXT_MESSAGES = 30  # the most recent messages shown before the utterance to label
-
-
-class AnnotatorIn(BaseModel):
-    name: str = Field(description="The annotator's name as stored with each label: letters, digits, _ . @ -; at most 64.")
-
-
-class AnnotatorOut(BaseModel):
-    name: str
-    token: str
-    url: str = Field(description="The page with the token in its fragment: send this link to the annotator.")
 
 
 class AnnotationIn(BaseModel):
@@ -52,7 +42,7 @@ def annotation_router(engine: Engine, admin_token: str | None, *, secret_key: st
     """The annotation page and API on ``engine``; tokens are issued with ``admin_token`` and signed with
     ``secret_key`` (the server's ``ORGANIC_SECRET_KEY``; without one, a key derived from the admin token)."""
     router = APIRouter()
-    annotator = RoleTokens("annotator", "/api/admin/annotators", admin_token, secret_key)
+    annotator = RoleTokens("annotator", "/api/admin/annotators", "/annotate", admin_token, secret_key)
 
     def admin(request: Request) -> None:
         require_admin(request, admin_token)
@@ -60,12 +50,11 @@ def annotation_router(engine: Engine, admin_token: str | None, *, secret_key: st
     Annotator = Annotated[str, Depends(annotator)]
 
     # admin ----------------------------------------------------------------------------------------------
-    @router.post("/api/admin/annotators", tags=["annotation"], dependencies=[Depends(admin)], response_model=AnnotatorOut,
+    @router.post("/api/admin/annotators", tags=["annotation"], dependencies=[Depends(admin)], response_model=RoleOut,
                  status_code=201)
-    def issue_token(body: AnnotatorIn) -> AnnotatorOut:
+    def issue_token(body: RoleIn) -> RoleOut:
         """Issue an annotation token for ``name`` (issuing again for the same name gives another valid token)."""
-        token = annotator.issue(body.name)
-        return AnnotatorOut(name=body.name, token=token, url=f"/annotate#token={token}")
+        return annotator.link(body.name)
 
     # the page -------------------------------------------------------------------------------------------
     @router.get("/annotate", include_in_schema=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request
 from itsdangerous import BadSignature, URLSafeSerializer
+from pydantic import BaseModel, Field
 
 COOKIE = "organic"
 
@@ -69,13 +70,23 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 """A name an admin may give an annotator or a rater: 1-64 letters, digits, _ . @ -."""
 
 
+class RoleIn(BaseModel):
+    name: str = Field(description="The person's name as stored with each label or vote: letters, digits, _ . @ -; at most 64.")
+
+
+class RoleOut(BaseModel):
+    name: str
+    token: str
+    url: str = Field(description="The page with the token in its fragment: send this link to the person.")
+
+
 class RoleTokens:
     """Signed tokens naming a person an admin gave a role (annotator, rater): no table of them is needed, and
     rotating the key revokes them all. The key is the server's secret key, or one derived from the admin token
     (never equal to it); each role signs with its own salt, so one role's token is no good for another."""
 
-    def __init__(self, role: str, issue_path: str, admin_token: str | None, secret_key: str | None):
-        self.role, self.issue_path = role, issue_path
+    def __init__(self, role: str, issue_path: str, page: str, admin_token: str | None, secret_key: str | None):
+        self.role, self.issue_path, self.page = role, issue_path, page
         self.key = secret_key or (hmac.new(admin_token.encode(), f"organic-{role}-tokens".encode(), hashlib.sha256).hexdigest()
                                   if admin_token else None)
         self._serializer = URLSafeSerializer(self.key, salt=f"organic-{role}") if self.key else None
@@ -87,6 +98,11 @@ class RoleTokens:
         if self._serializer is None:
             raise HTTPException(403, "admin endpoints are closed: set ORGANIC_ADMIN_TOKEN on the server to open them")
         return self._serializer.dumps({"n": name})
+
+    def link(self, name: str) -> RoleOut:
+        """A new token for ``name`` and the page link that carries it (in the fragment, never sent to servers)."""
+        token = self.issue(name)
+        return RoleOut(name=name, token=token, url=f"{self.page}#token={token}")
 
     def __call__(self, request: Request) -> str:
         """The name in the request's bearer token (a FastAPI dependency), or 401 with what to do."""

@@ -30,20 +30,10 @@ from sqlalchemy.exc import IntegrityError
 from organic.evaluate.pairwise import tally
 from organic.evaluate.run import comparison_items
 from organic.evaluate.tables import Comparison, ComparisonVote, winner
-from organic.serve.auth import RoleTokens, require_admin
+from organic.serve.auth import RoleIn, RoleOut, RoleTokens, require_admin
 
 STATIC = Path(__file__).parent / "static"
 MAX_TEXT = 20_000  # characters of one message or reply
-
-
-class RaterIn(BaseModel):
-    name: str = Field(description="The rater's name as stored with each vote: letters, digits, _ . @ -; at most 64.")
-
-
-class RaterOut(BaseModel):
-    name: str
-    token: str
-    url: str = Field(description="The page with the token in its fragment: send this link to the rater.")
 
 
 class Turn(BaseModel):
@@ -90,7 +80,7 @@ def compare_router(engine: Engine, admin_token: str | None, *, secret_key: str |
     """The compare page and API on ``engine`` (which must hold the ``comparisons`` tables); rater tokens are
     issued with ``admin_token`` and signed with ``secret_key`` (without one, a key derived from the admin token)."""
     router = APIRouter()
-    rater = RoleTokens("rater", "/api/admin/raters", admin_token, secret_key)
+    rater = RoleTokens("rater", "/api/admin/raters", "/compare", admin_token, secret_key)
     key = rater.key
 
     def admin(request: Request) -> None:
@@ -103,11 +93,10 @@ def compare_router(engine: Engine, admin_token: str | None, *, secret_key: str |
     Rater = Annotated[str, Depends(rater)]
 
     # admin ----------------------------------------------------------------------------------------------
-    @router.post("/api/admin/raters", tags=["compare"], dependencies=[Depends(admin)], response_model=RaterOut, status_code=201)
-    def issue_token(body: RaterIn) -> RaterOut:
+    @router.post("/api/admin/raters", tags=["compare"], dependencies=[Depends(admin)], response_model=RoleOut, status_code=201)
+    def issue_token(body: RoleIn) -> RoleOut:
         """Issue a rater token for ``name`` (issuing again for the same name gives another valid token)."""
-        token = rater.issue(body.name)
-        return RaterOut(name=body.name, token=token, url=f"/compare#token={token}")
+        return rater.link(body.name)
 
     def create(items: list[dict]) -> dict:
         with engine.begin() as conn:
