@@ -198,6 +198,7 @@ def model_part(home: Path, replies: int) -> None:
             n, t = plain([PROMPTS[(turn + i) % len(PROMPTS)] for i in range(users)])
             tokens, took = tokens + n, took + t
         results[("plain", users)] = tokens / took
+    results.update(backend_alone(folder, tokenizer, new_tokens, replies))
     with tempfile.TemporaryDirectory() as tmp:
         with server(f"sqlite:///{tmp}/bench.db", home, "--model", str(folder)) as base:
             served(base, 1)  # warm-up
@@ -205,9 +206,34 @@ def model_part(home: Path, replies: int) -> None:
                 tokens, took = served(base, users)
                 results[("server", users)] = tokens / took
     for users in (1, 8):
-        p, s = results[("plain", users)], results[("server", users)]
-        print(f"SmolLM2-135M, {users} user(s): plain generate {p:6.1f} tokens/s, server {s:6.1f} tokens/s, "
-              f"overhead {p / s:.2f}x (target <= 1.10)")
+        p, b, s = results[("plain", users)], results[("backend", users)], results[("server", users)]
+        print(f"SmolLM2-135M, {users} user(s): plain generate {p:6.1f} tokens/s, backend alone {b:6.1f} ({p / b:.2f}x), "
+              f"server {s:6.1f} tokens/s, overhead {p / s:.2f}x (target <= 1.10)")
+
+
+def backend_alone(folder: Path, tokenizer, new_tokens: int, replies: int) -> dict:
+    """The same users against ``TransformersBackend`` in this process: what batching costs without HTTP,
+    safety checks and the store."""
+    from organic.generate import GenerationSettings, TransformersBackend
+
+    backend = TransformersBackend(folder)
+    settings = GenerationSettings(max_new_tokens=new_tokens)
+
+    async def user(i: int, lengths: list[int]) -> None:
+        for turn in range(replies):
+            text = await backend.generate([{"role": "user", "content": PROMPTS[(i + turn) % len(PROMPTS)]}], settings)
+            lengths.append(len(tokenizer(text, add_special_tokens=False).input_ids))
+
+    async def run(users: int) -> float:
+        lengths: list[int] = []
+        started = time.perf_counter()
+        await asyncio.gather(*(user(i, lengths) for i in range(users)))
+        return sum(lengths) / (time.perf_counter() - started)
+
+    asyncio.run(run(1))  # warm-up
+    out = {("backend", users): asyncio.run(run(users)) for users in (1, 8)}
+    backend.close()
+    return out
 
 
 def main() -> None:

@@ -59,13 +59,15 @@ class _Request:
 class TransformersBackend(Backend):
     name = "transformers"
 
-    def __init__(self, model_path: str | Path, device: str = "cpu", max_batch: int = 8, batch_window: float = 0.015):
+    def __init__(self, model_path: str | Path, device: str = "cpu", max_batch: int = 8, batch_window: float = 0.1):
         self.path = Path(model_path)
         if not (self.path / "config.json").is_file():
             raise FileNotFoundError(f"model folder {self.path} has no config.json; run `organic model prepare` first")
         self.device = torch.device(device)
         self.max_batch = max_batch  # most requests decoded together
-        self.batch_window = batch_window  # seconds to wait for more requests after the first one arrives
+        self.batch_window = batch_window  # seconds to wait for more requests after the first one: the server's turns reach
+        # the model spread over tens of milliseconds (safety check, store writes), and a request that misses a batch waits
+        # for the whole batch to finish; 0.1 s is a few percent of a reply on this CPU
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)  # encodes prompts, on the caller's thread
         # the worker thread decodes with its own copy: a fast tokenizer used from two threads at once
         # can fail with "RuntimeError: Already borrowed" (huggingface/transformers#47085)
