@@ -77,7 +77,7 @@ function finishMessage(li, message) {
   if (message.sender !== "bot" || message.module) return;
   const controls = document.createElement("div");
   controls.className = "controls";
-  const up = button("👍", "Good reply", "thumb-up"), down = button("👎", "Bad reply", "thumb-down");
+  const up = button("👍 Good", "Good reply", "thumb-up"), down = button("👎 Bad", "Bad reply", "thumb-down");  // words too: not every machine has an emoji font
   const why = button("Why this reply?", "Why did the bot say that?", "why");
   controls.append(up, down, why);
   li.append(controls);
