@@ -135,28 +135,21 @@ class ChatStore:
             ).all()
         return [{"id": cid, "created_at": created.isoformat(), "messages": n} for cid, created, n in rows]
 
-    def conversation_model_version(self, conversation_id: str) -> str | None:
-        with self._session() as s:
-            return s.scalar(select(ModelVersion.name).join(Conversation, Conversation.model_version_id == ModelVersion.id)
-                            .where(Conversation.external_id == conversation_id))
-
-    def history(self, pseudo_id: str, conversation_id: str) -> list[dict[str, str]]:
-        """The conversation as chat messages for the model; the feedback exchange is left out of it."""
+    def turn_state(self, pseudo_id: str, conversation_id: str) -> tuple[bool, str | None, list[dict[str, str]]]:
+        """What a new turn needs, in one read: whether the last bot turn asked "what should I have said?" (then
+        the user's message answers it), the conversation's model version, and the conversation as chat messages
+        for the model (the feedback exchange left out)."""
         with self._session() as s:
             convo = self._owned_conversation(s, pseudo_id, conversation_id)
+            version = s.scalar(select(ModelVersion.name).where(ModelVersion.id == convo.model_version_id))
             messages = s.scalars(select(Message).where(Message.conversation_id == convo.id).order_by(Message.position)).all()
-        return [
+        awaiting = bool(messages) and (messages[-1].traces or {}).get("module") == FEEDBACK_REQUEST
+        history = [
             {"role": "user" if m.sender == Sender.HUMAN.value else "assistant", "content": m.text}
             for m in messages
             if not m.is_dislike_feedback and (m.traces or {}).get("module") not in (FEEDBACK_REQUEST, FEEDBACK_THANKS)
         ]
-
-    def awaiting_feedback(self, pseudo_id: str, conversation_id: str) -> bool:
-        """True when the last bot turn asked "what should I have said?": the next user message answers it."""
-        with self._session() as s:
-            convo = self._owned_conversation(s, pseudo_id, conversation_id)
-            last = s.scalar(select(Message).where(Message.conversation_id == convo.id).order_by(Message.position.desc()).limit(1))
-        return last is not None and (last.traces or {}).get("module") == FEEDBACK_REQUEST
+        return awaiting, version, history
 
     def add_message(self, pseudo_id: str, conversation_id: str, sender: Sender, text: str, *,
                     model_version: str | None = None, external_id: str | None = None, **fields: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ with thanks instead of a model reply.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import time
@@ -45,8 +46,10 @@ class Turns:
 
     async def run(self, store: ChatStore, pseudo_id: str, conversation_id: str, text: str,
                   settings: GenerationSettings, *, reply_id: str | None = None) -> AsyncIterator[Event]:
-        awaiting = await to_thread.run_sync(store.awaiting_feedback, pseudo_id, conversation_id)
-        verdict = await to_thread.run_sync(check, text)
+        # one read of the conversation and the safety check of the message, side by side: every store round
+        # trip before generation spreads concurrent users' requests and costs them a shared batch
+        (awaiting, version, history), verdict = await asyncio.gather(
+            to_thread.run_sync(store.turn_state, pseudo_id, conversation_id), to_thread.run_sync(check, text))
         human = await to_thread.run_sync(lambda: store.add_message(
             pseudo_id, conversation_id, Sender.HUMAN, text, safety=verdict.to_json(), is_dislike_feedback=awaiting))
         yield Event("human", human)
@@ -59,7 +62,6 @@ class Turns:
             yield Event("done", reply)
             return
 
-        version = await to_thread.run_sync(store.conversation_model_version, conversation_id)
         backend = self.router.backend(version)
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -67,9 +69,8 @@ class Turns:
         topic = verdict.sensitive_topic
         shown, pending, bot_verdict = "", "", None
         if failure is None:
-            history = await to_thread.run_sync(store.history, pseudo_id, conversation_id)
             try:
-                async for delta in _stream(backend, history, settings):
+                async for delta in _stream(backend, [*history, {"role": "user", "content": text}], settings):
                     timings.setdefault("first_token_s", round(time.perf_counter() - started, 4))
                     pending += delta
                     if SENTENCE_END.search(pending) or len(pending) >= CHECK_EVERY_CHARS:
