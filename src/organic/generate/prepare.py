@@ -89,6 +89,5 @@ def make_backend(settings: Settings, home: Path | None = None) -> Backend:
             raise ValueError("backend 'openai' needs a server URL: set ORGANIC_OPENAI_BASE_URL, e.g. http://localhost:8000/v1")
         return OpenAIBackend(settings.openai_base_url, settings.model, settings.openai_api_key)
     if settings.backend == "transformers":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return TransformersBackend(prepare_model(settings.model, home), device=device)
+        return TransformersBackend(prepare_model(settings.model, home))
     raise ValueError(f"unknown backend {settings.backend!r}; expected one of: transformers, openai, echo")

@@ -59,11 +59,11 @@ class _Request:
 class TransformersBackend(Backend):
     name = "transformers"
 
-    def __init__(self, model_path: str | Path, device: str = "cpu", max_batch: int = 8, batch_window: float = 0.1):
+    def __init__(self, model_path: str | Path, device: str | None = None, max_batch: int = 8, batch_window: float = 0.1):
         self.path = Path(model_path)
         if not (self.path / "config.json").is_file():
             raise FileNotFoundError(f"model folder {self.path} has no config.json; run `organic model prepare` first")
-        self.device = torch.device(device)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))  # None: a GPU if there is one
         self.max_batch = max_batch  # most requests decoded together
         self.batch_window = batch_window  # seconds to wait for more requests after the first one: the server's turns reach
         # the model spread over tens of milliseconds (safety check, store writes), and a request that misses a batch waits

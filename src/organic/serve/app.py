@@ -278,16 +278,10 @@ def serving_backends(settings: Settings, engine: Engine) -> tuple[list[Backend],
         elif settings.backend == "openai":  # the OpenAI-compatible server serves each version under its name
             backends.append(OpenAIBackend(settings.openai_base_url, name, settings.openai_api_key))
         elif paths.get(name):
-            backends.append(TransformersBackend(paths[name], device="cuda" if _cuda() else "cpu"))
+            backends.append(TransformersBackend(paths[name]))
         else:
             raise ValueError(f"model version {name!r} has no model folder to serve; register it with `organic train`")
     return backends, plan
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _conversation_of(store: ChatStore, message_id: str) -> str:
