@@ -7,9 +7,10 @@
 Echo part: each client accepts the terms, starts a conversation and sends messages (replies streamed as
 server-sent events), rating every second reply. Prints requests/s, p50 / p99 latency, and the number of
 acknowledged messages and ratings against the rows found in the store afterwards (zero lost is the goal).
-Model part: the same prompts through the server (1 user, then 8 at once, batched by the backend) and
-through the model's own `generate` in this process (1 prompt, then a batch of 8), same sampling settings;
-the server's overhead is plain tokens/s divided by server tokens/s (target <= 1.10).
+Model part: 1 user, then 8 at once, continue their conversations through the model's own `generate` in this
+process (the users' chats as one batch per reply) and through the server (each user sending their next
+message as soon as their reply is in); same sampling settings, the two ways taking turns every few replies.
+The server's overhead is plain tokens/s divided by server tokens/s (target <= 1.10).
 PostgreSQL comes from ORGANIC_TEST_POSTGRES_URL (an admin URL; a scratch database is made and dropped).
 """
 
@@ -98,19 +99,18 @@ async def read_reply(response: httpx.Response) -> tuple[dict, str]:
     return reply, reply["text"]
 
 
-async def chat_client(http: httpx.AsyncClient, turns: int, latencies: list[float], counts: dict, prompt_of=None) -> None:
+async def chat_client(http: httpx.AsyncClient, turns: int, latencies: list[float], counts: dict) -> None:
     token = (await http.post("/api/session", json=CONSENT)).json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
     cid = (await http.post("/api/conversations", headers=headers)).json()["id"]
     for turn in range(turns):
         started = time.perf_counter()
-        prompt = prompt_of(turn) if prompt_of else f"message {turn}: how was your day?"
-        async with http.stream("POST", f"/api/conversations/{cid}/messages", json={"text": prompt}, headers=headers) as r:
+        async with http.stream("POST", f"/api/conversations/{cid}/messages",
+                               json={"text": f"message {turn}: how was your day?"}, headers=headers) as r:
             r.raise_for_status()
-            reply, text_ = await read_reply(r)
+            reply, _ = await read_reply(r)
         latencies.append(time.perf_counter() - started)
         counts["messages"] += 2
-        counts.setdefault("replies", []).append(text_)
         if turn % 2 == 1:
             started = time.perf_counter()
             r = await http.put(f"/api/messages/{reply['id']}/rating", json={"thumb": "up" if turn % 4 == 1 else "down",
@@ -123,14 +123,14 @@ async def chat_client(http: httpx.AsyncClient, turns: int, latencies: list[float
     counts["requests"] = counts.get("requests", 0) + 3 + turns + turns // 2
 
 
-def run_clients(base: str, clients: int, turns: int, prompt_of=None) -> tuple[float, list[float], dict]:
+def run_clients(base: str, clients: int, turns: int) -> tuple[float, list[float], dict]:
     latencies: list[float] = []
     counts = {"messages": 0, "ratings": 0}
 
     async def main():
         limits = httpx.Limits(max_connections=clients + 4)
         async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as http:
-            await asyncio.gather(*(chat_client(http, turns, latencies, counts, prompt_of) for _ in range(clients)))
+            await asyncio.gather(*(chat_client(http, turns, latencies, counts) for _ in range(clients)))
 
     started = time.perf_counter()
     asyncio.run(main())
@@ -158,7 +158,16 @@ def echo_part(database_url: str, label: str, home: Path, turns: int) -> None:
           f"stored {stored} / {rated}: {total['messages'] - stored} messages and {total['ratings'] - rated} ratings lost")
 
 
-def model_part(home: Path, replies: int) -> None:
+def model_part(home: Path, replies: int, phase: int) -> None:
+    """Plain ``generate`` and the server on the same conversations, taking turns phase by phase.
+
+    Each user continues one conversation (``PROMPTS`` in turn), each way keeping its own histories (its own
+    replies), so the prompts grow alike. Plain ``generate`` decodes the users' chats as one batch per reply
+    (all users in lockstep: its best case). Through the server every user sends their next message as soon
+    as their reply is in, independently of the others, as real users do; the server has to batch requests
+    that arrive at different times. The two ways alternate every ``phase`` replies, so that a slower or
+    faster stretch of this shared machine falls on both.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -169,78 +178,77 @@ def model_part(home: Path, replies: int) -> None:
     folder = prepare_model(settings.model, Path(os.environ.get("ORGANIC_MODEL_CACHE", Path.home() / ".organic")))
     tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    new_tokens = settings.max_new_tokens
+    new_tokens, temperature, top_p = settings.max_new_tokens, 0.7, 0.9  # the server's defaults (GenerationSettings)
 
-    def plain(prompts: list[str]) -> tuple[int, float]:
-        chats = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-                 for p in prompts]
-        batch = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
-        started = time.perf_counter()
-        with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=new_tokens, do_sample=True, temperature=0.7, top_p=0.9,
+    def count(text_: str) -> int:
+        return len(tokenizer(text_.strip(), add_special_tokens=False).input_ids)
+
+    def plain(chats: list[list[dict]]) -> list[str]:
+        texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**batch, max_new_tokens=new_tokens, do_sample=True, temperature=temperature, top_p=top_p,
                                  pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        took = time.perf_counter() - started
-        generated = out[:, batch["input_ids"].shape[1]:]
-        tokens = sum(len(tokenizer(tokenizer.decode(row, skip_special_tokens=True), add_special_tokens=False).input_ids)
-                     for row in generated)
-        return tokens, took
+        return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in out[:, batch["input_ids"].shape[1]:]]
 
-    def served(base: str, users: int) -> tuple[int, float]:
-        took, _, counts = run_clients(base, users, replies, prompt_of=lambda turn: PROMPTS[turn % len(PROMPTS)])
-        tokens = sum(len(tokenizer(t, add_special_tokens=False).input_ids) for t in counts["replies"])
-        return tokens, took
+    async def open_conversation(http: httpx.AsyncClient) -> tuple[str, dict]:
+        headers = {"Authorization": f"Bearer {(await http.post('/api/session', json=CONSENT)).json()['token']}"}
+        return (await http.post("/api/conversations", headers=headers)).json()["id"], headers
 
-    plain([PROMPTS[0]])  # warm-up
-    results = {}
+    async def say(http: httpx.AsyncClient, conversation: tuple[str, dict], message: str) -> str:
+        cid, headers = conversation
+        async with http.stream("POST", f"/api/conversations/{cid}/messages", json={"text": message}, headers=headers) as r:
+            r.raise_for_status()
+            return (await read_reply(r))[1]
+
+    totals = {(way, users): [0, 0.0] for way in ("plain", "server") for users in (1, 8)}  # tokens, seconds
+    histories = {(way, users): [[] for _ in range(users)] for way, users in totals}
+
+    def message(user: int, reply: int) -> str:
+        return PROMPTS[(user + reply) % len(PROMPTS)]
+
+    async def run(base: str) -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=600, limits=httpx.Limits(max_connections=16)) as http:
+            conversations = {users: [await open_conversation(http) for _ in range(users)] for users in (1, 8)}
+            await say(http, await open_conversation(http), PROMPTS[0])  # warm-up
+
+            async def user(users: int, i: int, first: int) -> int:
+                tokens = 0
+                for reply in range(first, min(first + phase, replies)):
+                    tokens += count(await say(http, conversations[users][i], message(i, reply)))
+                return tokens
+
+            for first in range(0, replies, phase):
+                for users in (1, 8):
+                    started = time.perf_counter()  # plain: the phase's replies, one batch each
+                    for reply in range(first, min(first + phase, replies)):
+                        chats = histories["plain", users]
+                        for i, chat in enumerate(chats):
+                            chat.append({"role": "user", "content": message(i, reply)})
+                        for chat, text_ in zip(chats, plain(chats)):  # blocking on purpose: nothing else runs here
+                            chat.append({"role": "assistant", "content": text_})
+                            totals["plain", users][0] += count(text_)
+                    totals["plain", users][1] += time.perf_counter() - started
+                    started = time.perf_counter()  # server: every user on their own
+                    tokens = await asyncio.gather(*(user(users, i, first) for i in range(users)))
+                    totals["server", users][0] += sum(tokens)
+                    totals["server", users][1] += time.perf_counter() - started
+
+    plain([[{"role": "user", "content": PROMPTS[0]}]])  # warm-up
+    with tempfile.TemporaryDirectory() as tmp, server(f"sqlite:///{tmp}/bench.db", home, "--model", str(folder)) as base:
+        asyncio.run(run(base))
     for users in (1, 8):
-        tokens = took = 0.0
-        for turn in range(replies):
-            n, t = plain([PROMPTS[(turn + i) % len(PROMPTS)] for i in range(users)])
-            tokens, took = tokens + n, took + t
-        results[("plain", users)] = tokens / took
-    results.update(backend_alone(folder, tokenizer, new_tokens, replies))
-    with tempfile.TemporaryDirectory() as tmp:
-        with server(f"sqlite:///{tmp}/bench.db", home, "--model", str(folder)) as base:
-            served(base, 1)  # warm-up
-            for users in (1, 8):
-                tokens, took = served(base, users)
-                results[("server", users)] = tokens / took
-    for users in (1, 8):
-        p, b, s = results[("plain", users)], results[("backend", users)], results[("server", users)]
-        print(f"SmolLM2-135M, {users} user(s): plain generate {p:6.1f} tokens/s, backend alone {b:6.1f} ({p / b:.2f}x), "
+        p, s = (totals[way, users][0] / totals[way, users][1] for way in ("plain", "server"))
+        print(f"SmolLM2-135M, {users} user(s), {replies} replies each: plain generate {p:6.1f} tokens/s, "
               f"server {s:6.1f} tokens/s, overhead {p / s:.2f}x (target <= 1.10)")
-
-
-def backend_alone(folder: Path, tokenizer, new_tokens: int, replies: int) -> dict:
-    """The same users against ``TransformersBackend`` in this process: what batching costs without HTTP,
-    safety checks and the store."""
-    from organic.generate import GenerationSettings, TransformersBackend
-
-    backend = TransformersBackend(folder)
-    settings = GenerationSettings(max_new_tokens=new_tokens)
-
-    async def user(i: int, lengths: list[int]) -> None:
-        for turn in range(replies):
-            text = await backend.generate([{"role": "user", "content": PROMPTS[(i + turn) % len(PROMPTS)]}], settings)
-            lengths.append(len(tokenizer(text, add_special_tokens=False).input_ids))
-
-    async def run(users: int) -> float:
-        lengths: list[int] = []
-        started = time.perf_counter()
-        await asyncio.gather(*(user(i, lengths) for i in range(users)))
-        return sum(lengths) / (time.perf_counter() - started)
-
-    asyncio.run(run(1))  # warm-up
-    out = {("backend", users): asyncio.run(run(users)) for users in (1, 8)}
-    backend.close()
-    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["echo", "model", "all"], default="all")
     parser.add_argument("--turns", type=int, default=10, help="messages per client in the echo part")
-    parser.add_argument("--replies", type=int, default=3, help="replies per user in the model part")
+    parser.add_argument("--replies", type=int, default=8, help="replies per user in the model part")
+    parser.add_argument("--phase", type=int, default=4, help="replies per user before the model part switches ways")
     parser.add_argument("--postgres-url", default=os.environ.get("ORGANIC_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -253,7 +261,7 @@ def main() -> None:
             else:
                 print("postgresql: skipped (set ORGANIC_TEST_POSTGRES_URL)")
         if args.part in ("model", "all"):
-            model_part(home, args.replies)
+            model_part(home, args.replies, args.phase)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import time
 
 import pytest
 import torch
@@ -64,10 +65,10 @@ def test_concurrent_requests_share_batches_and_match_generate(backend, forward_c
     async def main():
         return await asyncio.gather(*(backend.generate(p, GenerationSettings(max_new_tokens=n, do_sample=False)) for p, n in zip(prompts, lengths)))
 
-    batches_before = backend.batches_run
+    prefills_before = backend.prefills
     replies = asyncio.run(main())
     calls = list(forward_calls)
-    assert backend.batches_run - batches_before == 1
+    assert backend.prefills - prefills_before == 1
     # one prefill for all four, then one step per token, finished rows leaving the batch: not one run per request
     running = [[row for row, n in enumerate(lengths) if n > step] for step in range(max(lengths))]
     assert [size for size, _ in calls] == [len(rows) for rows in running]
@@ -81,6 +82,51 @@ def test_concurrent_requests_share_batches_and_match_generate(backend, forward_c
         with torch.inference_mode():
             batched = calls[n - 1][1][running[n - 1].index(row)]
             torch.testing.assert_close(batched, backend.model(input_ids=alone).logits[0, -1], atol=1e-4, rtol=1e-4)
+
+
+LONG_PROMPT, SHORT_PROMPT = chat("Tell me about your weekend please, " * 3), chat("Hi")
+
+
+@pytest.mark.parametrize("first, second", [(LONG_PROMPT, SHORT_PROMPT), (SHORT_PROMPT, LONG_PROMPT)],
+                         ids=["newcomer-padded", "running-padded"])
+def test_a_request_joins_rows_already_decoding(backend, forward_calls, first, second):
+    """A request arriving mid-reply joins the running batch at the next step, and neither reply changes.
+
+    Either side may need left padding to line the caches up; once the newcomer leaves, padding that no
+    remaining row needs is cut away, and the longer reply goes on unchanged."""
+    long, short = 30, 8
+
+    lone_masks = []  # attention masks of steps that decode one row
+
+    def hold_until_queued(module, args, kwargs):  # the first decoding step waits until the second request is queued
+        if kwargs["input_ids"].shape == (1, 1):
+            lone_masks.append(kwargs["attention_mask"])
+        if len(forward_calls) == 1:
+            deadline = time.monotonic() + 60
+            while backend._requests.empty() and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+    async def main():
+        stream = backend.stream(first, GenerationSettings(max_new_tokens=long, do_sample=False))
+        head = await anext(stream)  # the first reply is decoding before the second request is made
+        late = asyncio.create_task(backend.generate(second, GenerationSettings(max_new_tokens=short, do_sample=False)))
+        return head + "".join([d async for d in stream]), await late
+
+    handle = backend.model.register_forward_pre_hook(hold_until_queued, with_kwargs=True)
+    try:
+        reply_first, reply_second = asyncio.run(main())
+    finally:
+        handle.remove()
+    sizes = [size for size, _ in forward_calls]
+    # the first prompt's prefill and one step alone, the newcomer's own prefill, both together until the short one ends
+    assert sizes == [1, 1, 1] + [2] * (short - 1) + [1] * (long - 1 - short)
+    assert all(bool(mask.all()) for mask in lone_masks)  # no padding is kept once only one row is left
+    assert reply_first == decode(backend, reference(backend, first, long))
+    expected = reference(backend, second, short)
+    assert reply_second == decode(backend, expected)
+    alone = torch.tensor([backend.encode(second, short) + expected[:-1]])
+    with torch.inference_mode():  # the newcomer's last logits, computed beside the longer row, equal its own alone
+        torch.testing.assert_close(forward_calls[2 + short - 1][1][1], backend.model(input_ids=alone).logits[0, -1], atol=1e-4, rtol=1e-4)
 
 
 def test_rows_keep_their_own_settings(backend):
@@ -146,6 +192,17 @@ def test_model_version_is_stable(tiny_model_dir, backend, tmp_path):
 
 def test_missing_folder_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no config.json; run `organic model prepare` first"):
+        TransformersBackend(tmp_path)
+
+
+def test_sliding_window_models_are_refused_with_the_way_out(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
+
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path)
+    config = MistralConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           num_key_value_heads=1, sliding_window=8)
+    MistralForCausalLM(config).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="sliding-window .* `--backend openai`"):
         TransformersBackend(tmp_path)
 
 

@@ -1,19 +1,21 @@
-"""Generation with a local Hugging Face model folder, with concurrent requests batched together.
+"""Generation with a local Hugging Face model folder, with concurrent requests batched continuously.
 
-How batching works (static batching, the simple robust kind):
+How batching works:
 - ``stream()`` tokenizes the chat, puts a request on a thread-safe queue and awaits text deltas
   on its own asyncio queue;
-- one worker thread owns the model. It takes the first waiting request, collects whatever else
-  arrives within ``batch_window`` seconds (up to ``max_batch``), and decodes them together:
-  one left-padded prefill, then one forward pass per new token for the whole batch, reusing the
-  KV cache (``past_key_values``);
+- one worker thread owns the model and decodes the running rows together, one forward pass per new
+  token for the whole batch, reusing the KV cache (``past_key_values``), left-padded to a common length;
+- a request that arrives while rows are decoding joins at the next step: its prompt is prefilled on its
+  own and its cache is stacked under the running rows' (no waiting for a batch to finish). When the
+  worker is idle, it waits ``batch_window`` seconds after the first request so that requests arriving
+  together share one prefill;
 - every row picks its next token with its *own* settings (greedy or temperature / top-p, its own
   seed), stops at its own ``max_new_tokens`` or end-of-turn token, streams its text back, and
-  leaves the batch (and its KV cache) once finished or abandoned by its consumer.
+  leaves the batch (with its cache, and any padding nobody needs any more) once finished or abandoned.
 We decode step by step ourselves rather than calling ``model.generate`` because ``generate``
-applies one set of sampling settings to the whole batch and its streamers handle one row only.
-Requests arriving while a batch runs wait for the next one (continuous batching is what vLLM
-is for: use ``OpenAIBackend`` in front of it).
+applies one set of sampling settings to the whole batch, cannot take new rows mid-way, and its
+streamers handle one row only. Paged attention and GPU-scale throughput are what vLLM is for: use
+``OpenAIBackend`` in front of it.
 
 This module must not download anything: the folder must exist (``organic.generate.prepare``).
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from organic.generate.base import Backend, GenerationError, GenerationSettings
 
@@ -59,27 +62,29 @@ class _Request:
 class TransformersBackend(Backend):
     name = "transformers"
 
-    def __init__(self, model_path: str | Path, device: str | None = None, max_batch: int = 8, batch_window: float = 0.1):
+    def __init__(self, model_path: str | Path, device: str | None = None, max_batch: int = 8, batch_window: float = 0.05):
         self.path = Path(model_path)
         if not (self.path / "config.json").is_file():
             raise FileNotFoundError(f"model folder {self.path} has no config.json; run `organic model prepare` first")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))  # None: a GPU if there is one
         self.max_batch = max_batch  # most requests decoded together
-        self.batch_window = batch_window  # seconds to wait for more requests after the first one: the server's turns reach
-        # the model spread over tens of milliseconds (safety check, store writes), and a request that misses a batch waits
-        # for the whole batch to finish; 0.1 s is a few percent of a reply on this CPU
+        self.batch_window = batch_window  # when idle, seconds to wait after a first request for others to share its prefill
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)  # encodes prompts, on the caller's thread
         # the worker thread decodes with its own copy: a fast tokenizer used from two threads at once
         # can fail with "RuntimeError: Already borrowed" (huggingface/transformers#47085)
         self._decoder = copy.deepcopy(self.tokenizer)
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).to(self.device).eval()
         self.model_version = model_version(self.path)
+        if any(type(layer) is not DynamicLayer for layer in DynamicCache(config=self.model.config).layers):
+            raise ValueError(f"{self.path.name} has sliding-window or other special attention layers, whose caches this "
+                             "backend cannot line up for continuous batching: serve it with vLLM and `--backend openai`")
         eos = self.model.generation_config.eos_token_id
         self.stop_ids = {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.stop_ids)
         self.max_length = self.model.config.max_position_embeddings  # prompt + reply must fit the positions
-        self.batches_run = 0  # batches decoded so far; requests_served / batches_run is the mean batch size
+        self.prefills = 0  # forward passes that admitted new rows; requests_served / prefills is the mean admitted together
         self.requests_served = 0
+        self._closing = False
         self._requests: queue.Queue[_Request | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -114,12 +119,13 @@ class TransformersBackend(Backend):
             del messages[first]
 
     def close(self) -> None:
-        """Stop the worker thread once the batches in flight are done."""
+        """Stop the worker thread once the rows in flight are done (requests queued behind it get ``GenerationError``)."""
         with self._lock:
             if self._worker is not None:
                 self._requests.put(None)
                 self._worker.join()
                 self._worker = None
+                self._closing = False
 
     def _start_worker(self) -> None:
         with self._lock:
@@ -127,62 +133,150 @@ class TransformersBackend(Backend):
                 self._worker = threading.Thread(target=self._work, name=f"organic-generate-{self.path.name}", daemon=True)
                 self._worker.start()
 
-    def _work(self) -> None:
-        while (first := self._requests.get()) is not None:
-            batch = [first]
-            deadline = time.monotonic() + self.batch_window
-            while len(batch) < self.max_batch and (timeout := deadline - time.monotonic()) > 0:
-                try:
-                    request = self._requests.get(timeout=timeout)
-                except queue.Empty:
-                    break
-                if request is None:  # close() was called: finish this batch, then stop
-                    self._requests.put(None)
-                    break
-                batch.append(request)
-            batch = [r for r in batch if not r.cancelled]
-            if not batch:
-                continue
+    def _admit(self, running: int) -> list[_Request]:
+        """Requests to join the batch now. When nothing runs, wait for one and then ``batch_window`` for more, so
+        that requests arriving together share one prefill; while rows run, take only what is already waiting."""
+        admitted: list[_Request] = []
+        deadline = None
+        while running + len(admitted) < self.max_batch and not self._closing:
+            timeout = 0 if running else None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                self._decode(batch)
-            except Exception as e:  # the worker survives a crash; every unfinished request hears about it
-                for r in batch:
-                    if not r.finished:
-                        r.finished = True
-                        r.send(e)
+                request = self._requests.get(timeout=timeout)
+            except queue.Empty:
+                break
+            if deadline is None:
+                deadline = time.monotonic() + self.batch_window
+            if request is None:  # close(): finish the rows in flight, then stop
+                self._closing = True
+            elif not request.cancelled:
+                admitted.append(request)
+        return admitted
+
+    def _work(self) -> None:
+        batch = _Batch(self)
+        while True:
+            new = self._admit(len(batch.rows))
+            if self._closing and not batch.rows and not new:
+                break
+            try:
+                if new:
+                    batch.join(new)
+            except Exception as e:  # a failed prefill fails its newcomers only: the running rows are untouched
+                _fail(new, e)
+            try:
+                if batch.rows:
+                    batch.step()
+            except Exception as e:  # the worker survives a crash; every row in flight hears about it
+                _fail([row.request for row in batch.rows], e)
+                batch = _Batch(self)
+        while True:  # requests that arrived after close() are refused, not left waiting
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if request is not None:
+                request.send(GenerationError("the backend was closed"))
+
+
+def _fail(requests: list[_Request], error: Exception) -> None:
+    for request in requests:
+        if not request.finished:
+            request.finished = True
+            request.send(error)
+
+
+class _Batch:
+    """The rows being decoded together, and their KV cache, left-padded to a common length.
+
+    Every row has one sampled token not yet fed to the model (``pending``). A step feeds them all at once;
+    new rows are prefilled on their own and their cache is padded on the left and stacked under the running
+    rows' cache, so that joining costs the running rows nothing but one forward pass of the newcomers.
+    """
+
+    def __init__(self, backend: TransformersBackend):
+        self.backend = backend
+        self.model = backend.model
+        self.device = backend.device
+        self.rows: list[_Row] = []
+        self.pending: list[int] = []  # each row's next input token
+        self.cache: DynamicCache | None = None
+        self.attention_mask: torch.Tensor | None = None  # [rows, cache length]: 0 over each row's left padding
+        self.positions: torch.Tensor | None = None  # [rows, 1]: each row's position of its pending token
 
     @torch.inference_mode()
-    def _decode(self, batch: list[_Request]) -> None:
-        self.batches_run += 1
-        self.requests_served += len(batch)
-        width = max(len(r.prompt_ids) for r in batch)
-        input_ids = torch.tensor([[self.pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in batch], device=self.device)
-        attention_mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in batch], device=self.device)
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # left padding: every prompt starts at position 0
+    def join(self, requests: list[_Request]) -> None:
+        backend = self.backend
+        backend.prefills += 1
+        backend.requests_served += len(requests)
+        width = max(len(r.prompt_ids) for r in requests)
+        input_ids = torch.tensor([[backend.pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in requests], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in requests], device=self.device)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: every prompt starts at position 0
         cache = DynamicCache(config=self.model.config)
         logits = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
             past_key_values=cache, use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :]
-        rows = [_Row(r, self._decoder, self.device) for r in batch]
-        while True:
-            next_ids = next_tokens(logits, [row.settings for row in rows], [row.generator for row in rows])
-            for row, token in zip(rows, next_ids):
-                row.add(token, token in self.stop_ids)
-            keep = [i for i, row in enumerate(rows) if not row.done]
-            if not keep:
-                return
-            if len(keep) < len(rows):  # finished or abandoned rows leave the batch and cost nothing more
-                index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
-                rows, next_ids = [rows[i] for i in keep], [next_ids[i] for i in keep]
-                attention_mask, position_ids = attention_mask[index], position_ids[index]
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(rows), 1)], dim=1)
-            position_ids = position_ids[:, -1:] + 1
-            logits = self.model(
-                input_ids=torch.tensor(next_ids, device=self.device)[:, None], attention_mask=attention_mask,
-                position_ids=position_ids, past_key_values=cache, use_cache=True,
-            ).logits[:, -1, :]
+        rows = [_Row(r, backend._decoder, self.device) for r in requests]
+        pending = self._sample(rows, logits)
+        self._merge(rows, pending, cache, mask, position_ids[:, -1:] + 1)
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        self.attention_mask = torch.cat([self.attention_mask, self.attention_mask.new_ones(len(self.rows), 1)], dim=1)
+        logits = self.model(
+            input_ids=torch.tensor(self.pending, device=self.device)[:, None], attention_mask=self.attention_mask,
+            position_ids=self.positions, past_key_values=self.cache, use_cache=True,
+        ).logits[:, -1, :]
+        self.positions = self.positions + 1
+        self.pending = self._sample(self.rows, logits)
+        self._keep([i for i, row in enumerate(self.rows) if not row.done])
+
+    def _sample(self, rows: list[_Row], logits: torch.Tensor) -> list[int]:
+        tokens = next_tokens(logits, [row.settings for row in rows], [row.generator for row in rows])
+        for row, token in zip(rows, tokens):
+            row.add(token, token in self.backend.stop_ids)
+        return tokens
+
+    def _keep(self, keep: list[int]) -> None:
+        """Drop finished or abandoned rows, and the cache columns that are padding in every row left."""
+        if len(keep) == len(self.rows):
+            return
+        self.rows, self.pending = [self.rows[i] for i in keep], [self.pending[i] for i in keep]
+        if not keep:
+            self.cache = self.attention_mask = self.positions = None
+            return
+        index = torch.tensor(keep, device=self.device)
+        self.attention_mask, self.positions = self.attention_mask[index], self.positions[index]
+        start = int(self.attention_mask.any(0).int().argmax())  # first column some row still uses
+        self.attention_mask = self.attention_mask[:, start:]
+        for layer in self.cache.layers:
+            layer.keys, layer.values = layer.keys[index, :, start:], layer.values[index, :, start:]
+
+    def _merge(self, rows, pending, cache, mask, positions) -> None:
+        keep = [i for i, row in enumerate(rows) if not row.done]
+        if not keep:
+            return
+        if len(keep) < len(rows):
+            index = torch.tensor(keep, device=self.device)
+            rows, pending, mask, positions = [rows[i] for i in keep], [pending[i] for i in keep], mask[index], positions[index]
+            cache.batch_select_indices(index)
+        if not self.rows:
+            self.rows, self.pending, self.cache, self.attention_mask, self.positions = rows, pending, cache, mask, positions
+            return
+        width = max(mask.shape[1], self.attention_mask.shape[1])
+
+        def pad(t: torch.Tensor, dim: int) -> torch.Tensor:  # zeros on the left of dimension ``dim`` up to ``width``
+            shape = list(t.shape)
+            shape[dim] = width - t.shape[dim]
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        for old, new in zip(self.cache.layers, cache.layers):
+            old.keys = torch.cat([pad(old.keys, 2), pad(new.keys, 2)])
+            old.values = torch.cat([pad(old.values, 2), pad(new.values, 2)])
+        self.attention_mask = torch.cat([pad(self.attention_mask, 1), pad(mask, 1)])
+        self.positions = torch.cat([self.positions, positions])
+        self.rows, self.pending = self.rows + rows, self.pending + pending
 
 
 class _Row:
