@@ -148,6 +148,7 @@ def serve(
     backend: Annotated[str | None, typer.Option(help="transformers (default, local model), openai (any OpenAI-compatible server, e.g. vLLM), echo (instant test replies).")] = None,
     model: Annotated[str | None, typer.Option(help="Model: the bundled smollm2-135m-instruct, a local folder, or the served model's name for --backend openai.")] = None,
     openai_base_url: Annotated[str | None, typer.Option(help="URL of the OpenAI-compatible server for --backend openai, e.g. http://127.0.0.1:8001/v1.")] = None,
+    memory: Annotated[bool | None, typer.Option("--memory/--no-memory", help="Long-term memory as in BB3 (default: ORGANIC_MEMORY, off).")] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Serve the web chat, its JSON API and an OpenAI-compatible endpoint (http://HOST:PORT/, API docs at /docs)."""
@@ -156,7 +157,7 @@ def serve(
     from organic.serve.app import create_app, serving_backends
 
     overrides = {k: v for k, v in {"backend": backend, "model": model, "openai_base_url": openai_base_url,
-                                   "database_url": database_url}.items() if v is not None}
+                                   "database_url": database_url, "memory": memory}.items() if v is not None}
     settings = get_settings().model_copy(update=overrides)
     engine = _engine(settings.url)
     try:

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(default=None, description="Bearer token for admin endpoints; admin endpoints are closed when unset.")
     max_message_chars: int = Field(default=2000, description="Longest user message accepted, in characters.")
     max_new_tokens: int = Field(default=64, description="Longest generated reply, in tokens.")
+    memory: bool = Field(default=False, description="Long-term memory as in BB3: remember what each side says about itself and recall it when relevant.")
 
     @property
     def url(self) -> str:

@@ -81,7 +81,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
     key = secret_key(settings.secret_key, settings.home)
     signer = Signer(key)
     router = Router(backends, shares)
-    turns = Turns(router)
+    turns = Turns(router, memory=settings.memory)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

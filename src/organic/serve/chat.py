@@ -64,6 +64,14 @@ def message_json(m: Message, rating: Feedback | None = None, version: str | None
     }
 
 
+@dataclass(frozen=True)
+class TurnState:
+    awaiting_feedback: bool  # the last bot turn asked "what should I have said?"
+    model_version: str | None
+    history: list[dict[str, str]]
+    memories: dict[str, list[str]] | None
+
+
 class ChatStore:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -135,10 +143,10 @@ class ChatStore:
             ).all()
         return [{"id": cid, "created_at": created.isoformat(), "messages": n} for cid, created, n in rows]
 
-    def turn_state(self, pseudo_id: str, conversation_id: str) -> tuple[bool, str | None, list[dict[str, str]]]:
+    def turn_state(self, pseudo_id: str, conversation_id: str) -> TurnState:
         """What a new turn needs, in one read: whether the last bot turn asked "what should I have said?" (then
-        the user's message answers it), the conversation's model version, and the conversation as chat messages
-        for the model (the feedback exchange left out)."""
+        the user's message answers it), the conversation's model version, the conversation as chat messages
+        for the model (the feedback exchange left out), and the long-term memory the last bot message kept."""
         with self._session() as s:
             convo = self._owned_conversation(s, pseudo_id, conversation_id)
             version = s.scalar(select(ModelVersion.name).where(ModelVersion.id == convo.model_version_id))
@@ -149,7 +157,8 @@ class ChatStore:
             for m in messages
             if not m.is_dislike_feedback and (m.traces or {}).get("module") not in (FEEDBACK_REQUEST, FEEDBACK_THANKS)
         ]
-        return awaiting, version, history
+        memories = next((m.traces["memories"] for m in reversed(messages) if (m.traces or {}).get("memories")), None)
+        return TurnState(awaiting, version, history, memories)
 
     def add_message(self, pseudo_id: str, conversation_id: str, sender: Sender, text: str, *,
                     model_version: str | None = None, external_id: str | None = None, **fields: Any) -> dict[str, Any]:

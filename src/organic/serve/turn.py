@@ -23,6 +23,7 @@ from anyio import to_thread
 from organic.generate import Backend, GenerationError, GenerationSettings
 from organic.safety import canned_reply, check
 from organic.serve.chat import ChatStore
+from organic.serve.memory import recall
 from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
 from organic.serve.router import Router
 from organic.taxonomy import InteractionFailure, Sender
@@ -40,21 +41,23 @@ class Event:
 
 
 class Turns:
-    def __init__(self, router: Router, *, rng: random.Random | None = None):
+    def __init__(self, router: Router, *, rng: random.Random | None = None, memory: bool = False):
         self.router = router
         self.rng = rng or random.Random()
+        self.memory = memory  # long-term memory (``organic.serve.memory``)
 
     async def run(self, store: ChatStore, pseudo_id: str, conversation_id: str, text: str,
                   settings: GenerationSettings, *, reply_id: str | None = None) -> AsyncIterator[Event]:
         # one read of the conversation and the safety check of the message, side by side: every store round
-        # trip before generation spreads concurrent users' requests and costs them a shared batch
-        (awaiting, version, history), verdict = await asyncio.gather(
+        # trip before generation delays the reply
+        state, verdict = await asyncio.gather(
             to_thread.run_sync(store.turn_state, pseudo_id, conversation_id), to_thread.run_sync(check, text))
         human = await to_thread.run_sync(lambda: store.add_message(
-            pseudo_id, conversation_id, Sender.HUMAN, text, safety=verdict.to_json(), is_dislike_feedback=awaiting))
+            pseudo_id, conversation_id, Sender.HUMAN, text, safety=verdict.to_json(),
+            is_dislike_feedback=state.awaiting_feedback))
         yield Event("human", human)
 
-        if awaiting:
+        if state.awaiting_feedback:
             reply = await to_thread.run_sync(lambda: store.add_message(
                 pseudo_id, conversation_id, Sender.BOT, FEEDBACK_THANKS_REPLY, traces={"module": FEEDBACK_THANKS},
                 external_id=reply_id))
@@ -62,7 +65,12 @@ class Turns:
             yield Event("done", reply)
             return
 
-        backend = self.router.backend(version)
+        backend = self.router.backend(state.model_version)
+        chat = [*state.history, {"role": "user", "content": text}]
+        memory = None
+        if self.memory:
+            memory = await to_thread.run_sync(lambda: recall(state.memories, text, safe=not verdict.blocked))
+            chat = [memory.system_message(), *chat] if memory.knowledge else chat
         started = time.perf_counter()
         timings: dict[str, float] = {}
         failure: InteractionFailure | None = InteractionFailure.UNSAFE_HUMAN if verdict.blocked else None
@@ -70,7 +78,7 @@ class Turns:
         shown, pending, bot_verdict = "", "", None
         if failure is None:
             try:
-                async for delta in _stream(backend, [*history, {"role": "user", "content": text}], settings):
+                async for delta in _stream(backend, chat, settings):
                     timings.setdefault("first_token_s", round(time.perf_counter() - started, 4))
                     pending += delta
                     if SENTENCE_END.search(pending) or len(pending) >= CHECK_EVERY_CHARS:
@@ -101,6 +109,8 @@ class Turns:
         if failure is None:
             reply_text = shown.strip()
             fields["safety"] = bot_verdict.to_json()
+            if memory is not None:
+                memory.remember_reply(reply_text)
         else:
             reply_text = canned_reply(failure, topic, self.rng)
             yield Event("replace", {"text": reply_text})
@@ -111,6 +121,8 @@ class Turns:
                 "from_model_crash": failure is InteractionFailure.MODEL_CRASH,
             }
             fields["traces"]["blocked"] = {"failure": failure.value, "topic": topic, "candidate_chars": len(shown + pending)}
+        if memory is not None:
+            fields["traces"] |= memory.traces()
         reply = await to_thread.run_sync(lambda: store.add_message(
             pseudo_id, conversation_id, Sender.BOT, reply_text, model_version=backend.model_version,
             external_id=reply_id, **fields))
