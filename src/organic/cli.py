@@ -155,6 +155,7 @@ def serve(
     import uvicorn
 
     from organic.serve.app import create_app, serving_backends
+    from organic.serve.local import KEEP_ALIVE_S
 
     overrides = {k: v for k, v in {"backend": backend, "model": model, "openai_base_url": openai_base_url,
                                    "database_url": database_url, "memory": memory}.items() if v is not None}
@@ -167,7 +168,7 @@ def serve(
     app_ = create_app(settings, backends, engine=engine, shares=shares)
     serving_ = ", ".join(f"{b.model_version} ({(shares or {}).get(b.model_version, 1.0):.0%})" for b in backends)
     console.print(f"organic: chat on http://{host}:{port}/ with {backends[0].name}: {serving_}; store {settings.url}")
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
 
 
 reward_app = typer.Typer(help="The reward model: good / not good bot replies in context.", no_args_is_help=True)

@@ -91,3 +91,25 @@ def test_concurrent_clients_lose_nothing(live_server, store_engine):
         positions = s.execute(select(Message.conversation_id, func.count(), func.max(Message.position))
                               .group_by(Message.conversation_id)).all()
         assert all(n == top + 1 == 6 for _, n, top in positions)
+
+
+def test_idle_connections_outlive_the_clients_own_expiry(live_server):
+    """A connection left idle longer than httpx's (and the openai client's) 5 s expiry is still served.
+
+    With uvicorn's default of 5 s, server and client gave up on idle connections at the same moment, and
+    under load a client could send on a connection the server was closing (httpx.ReadError)."""
+    import http.client
+    import time
+
+    host, port = live_server().removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", "/openapi.json")
+        assert conn.getresponse().read()
+        sock = conn.sock
+        time.sleep(6)  # idle past uvicorn's default keep-alive of 5 s
+        conn.request("GET", "/openapi.json")  # http.client does not reconnect: a closed connection raises here
+        response = conn.getresponse()
+        assert response.status == 200 and response.read() and conn.sock is sock
+    finally:
+        conn.close()

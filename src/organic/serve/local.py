@@ -8,6 +8,11 @@ import time
 
 import uvicorn
 
+KEEP_ALIVE_S = 30  # seconds an idle connection stays open. uvicorn's default (5 s) equals httpx's (and so the openai
+# client's) idle expiry, so under load a client could send on a connection the server was closing that instant and get
+# a ReadError; outliving the clients' own expiry leaves closing idle connections to them
+
+
 
 class LocalServer:
     """A uvicorn server for an app on 127.0.0.1 in a background thread (when no --url is given)."""
@@ -18,7 +23,8 @@ class LocalServer:
                 probe.bind(("127.0.0.1", 0))
                 port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                    timeout_keep_alive=KEEP_ALIVE_S))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
