@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 PARTNER, SELF = "partner's persona", "your persona"
 RECALL_SIMILARITY = 0.30  # cosine similarity of MiniLM embeddings, chosen on the cases in tests/serve/test_memory.py:
 # related questions scored 0.33-0.63 and unrelated ones at most 0.25 (a vague "Do you remember my family?" for a
@@ -73,21 +75,31 @@ class Recall:
 
 def recall(memories: dict[str, list[str]] | None, message: str, *, safe: bool) -> Recall:
     """The memory after the user's ``message`` (its statements added when ``safe``) and the line it recalls."""
-    memories = _added(memories or {}, PARTNER, persona_lines(message) if safe else [])
-    candidates = [(owner, line) for owner in (PARTNER, SELF) for line in memories.get(owner, [])]
-    candidates = [(owner, line) for owner, line in candidates if line not in persona_lines(message)]  # not what was just said
+    said = persona_lines(message)
+    memories = _added(memories or {}, PARTNER, said if safe else [])
+    candidates = [(owner, line) for owner in (PARTNER, SELF) for line in memories.get(owner, []) if line not in said]
     if not candidates:
         return Recall(memories)
     from organic.embeddings import embed
 
-    vectors = embed([message, *(line for _, line in candidates)])
-    similarities = vectors[1:] @ vectors[0]
+    known = {line: _VECTORS.get(line) for _, line in candidates}
+    missing = [line for line, vector in known.items() if vector is None]
+    vectors = embed([message, *missing])
+    known.update(zip(missing, vectors[1:]))
+    if len(_VECTORS) > MAX_VECTORS:
+        _VECTORS.clear()
+    _VECTORS.update(zip(missing, vectors[1:]))
+    similarities = np.stack([known[line] for _, line in candidates]) @ vectors[0]
     best = int(similarities.argmax())
     if similarities[best] < RECALL_SIMILARITY:
         return Recall(memories, similarity=float(similarities[best]))
     owner, line = candidates[best]
     speaker = "The user told you" if owner == PARTNER else "You told the user"
     return Recall(memories, f'{speaker}: "{line}"', float(similarities[best]))
+
+
+_VECTORS: dict[str, np.ndarray] = {}  # embeddings of memory lines: a turn embeds only its message and new lines
+MAX_VECTORS = 10_000  # then the cache starts over (live conversations' lines come back on their next turn)
 
 
 def _added(memories: dict[str, list[str]], owner: str, lines: list[str]) -> dict[str, list[str]]:
