@@ -20,6 +20,9 @@ from support import both_databases
     ("Do you think I have a chance?", []),  # a question is not a statement
     ("I'm fine, thanks.", []),  # small talk
     ("I'm not sure about that one.", []),
+    ("I'm so glad you're taking the leap to help.", []),  # the bot's pleasantries are not facts about it
+    ("Oh, I'm happy to help you with that!", []),
+    ("I've heard of your dedication to caring for others.", []),
     ("You have two dogs.", []),  # not about oneself
     ("I am.", []),  # too short to say anything
 ])

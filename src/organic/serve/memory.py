@@ -30,13 +30,19 @@ RECALL_SIMILARITY = 0.30  # cosine similarity of MiniLM embeddings, chosen on th
 # line about a sister scored 0.12 and is missed)
 MAX_LINES = 20  # per persona, most recent kept
 SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+OPENER = r"^(?:(?:well|so|oh|yes|yeah|no|actually|also|and|but|haha|lol),?\s+)*"  # words a statement may start with
 SELF_DISCLOSURE = re.compile(
-    r"^(?:(?:well|so|oh|yes|yeah|no|actually|also|and|but|haha|lol),?\s+)*"
+    OPENER +
     r"(?:i\s+(?:am|have|had|was|like|love|enjoy|hate|live|lived|work|worked|study|own|play|grew\s+up|come\s+from|prefer"
     r"|just|recently|used\s+to|really|also)\b|i'm\b|i've\b|my\s+[a-z]+(?:\s+[a-z]+)?\s+(?:is|are|was|were)\b)",
     re.IGNORECASE,
 )
-SMALL_TALK = re.compile(r"^i'?m\s+(?:not\s+sure|fine|good|ok|okay|sorry|great|doing\s+\w+|here|back)\b", re.IGNORECASE)
+SMALL_TALK = re.compile(  # pleasantries and hedges, from people and (more often) from the bot
+    OPENER +
+    r"(?:i'?m\s+(?:not\s+sure|fine|good|ok|okay|sorry|great|doing\s+\w+|here|back|so|glad|happy|sure|afraid|just\s+an?\s+ai)"
+    r"|i'?ve\s+(?:heard|noticed|been\s+thinking))\b",
+    re.IGNORECASE,
+)
 
 
 def persona_lines(text: str) -> list[str]:
