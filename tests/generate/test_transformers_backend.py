@@ -19,17 +19,45 @@ def backend(tiny_model_dir):
     backend.close()
 
 
-@pytest.fixture
-def forward_calls(backend):
-    """(batch size, last-position logits) of every forward call of the model during the test."""
+@pytest.fixture(scope="module")
+def sliding_backend(tiny_model_dir, tmp_path_factory):
+    """A tiny Mistral whose sliding window (4 tokens) is shorter than every prompt."""
+    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-mistral")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    MistralForCausalLM(MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, sliding_window=4, max_position_embeddings=512, tie_word_embeddings=True,
+        initializer_range=0.5, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )).save_pretrained(folder)
+    backend = TransformersBackend(folder)
+    yield backend
+    backend.close()
+
+
+@contextlib.contextmanager
+def recording(backend):
+    """(batch size, last-position logits) of every forward call of the backend's model meanwhile."""
     calls = []
 
     def record(module, args, kwargs, output):
         calls.append((kwargs["input_ids"].shape[0], output.logits[:, -1].clone()))
 
     handle = backend.model.register_forward_hook(record, with_kwargs=True)
-    yield calls
-    handle.remove()
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+@pytest.fixture
+def forward_calls(backend):
+    with recording(backend) as calls:
+        yield calls
 
 
 def chat(text):
@@ -87,14 +115,19 @@ def test_concurrent_requests_share_batches_and_match_generate(backend, forward_c
 LONG_PROMPT, SHORT_PROMPT = chat("Tell me about your weekend please, " * 3), chat("Hi")
 
 
+@pytest.mark.parametrize("short", [8, 1], ids=["joins", "done-in-prefill"])
+@pytest.mark.parametrize("model", ["backend", "sliding_backend"], ids=["llama", "mistral-sliding-window"])
 @pytest.mark.parametrize("first, second", [(LONG_PROMPT, SHORT_PROMPT), (SHORT_PROMPT, LONG_PROMPT)],
                          ids=["newcomer-padded", "running-padded"])
-def test_a_request_joins_rows_already_decoding(backend, forward_calls, first, second):
+def test_a_request_joins_rows_already_decoding(request, model, first, second, short):
     """A request arriving mid-reply joins the running batch at the next step, and neither reply changes.
 
     Either side may need left padding to line the caches up; once the newcomer leaves, padding that no
-    remaining row needs is cut away, and the longer reply goes on unchanged."""
-    long, short = 30, 8
+    remaining row needs is cut away, and the longer reply goes on unchanged. A sliding-window model gives
+    the same replies as its own ``generate``. A newcomer that is done after its prefill (one token) never
+    joins, and leaves no padding behind."""
+    backend = request.getfixturevalue(model)
+    long = 30
 
     lone_masks = []  # attention masks of steps that decode one row
 
@@ -114,7 +147,8 @@ def test_a_request_joins_rows_already_decoding(backend, forward_calls, first, se
 
     handle = backend.model.register_forward_pre_hook(hold_until_queued, with_kwargs=True)
     try:
-        reply_first, reply_second = asyncio.run(main())
+        with recording(backend) as forward_calls:
+            reply_first, reply_second = asyncio.run(main())
     finally:
         handle.remove()
     sizes = [size for size, _ in forward_calls]
@@ -126,7 +160,8 @@ def test_a_request_joins_rows_already_decoding(backend, forward_calls, first, se
     assert reply_second == decode(backend, expected)
     alone = torch.tensor([backend.encode(second, short) + expected[:-1]])
     with torch.inference_mode():  # the newcomer's last logits, computed beside the longer row, equal its own alone
-        torch.testing.assert_close(forward_calls[2 + short - 1][1][1], backend.model(input_ids=alone).logits[0, -1], atol=1e-4, rtol=1e-4)
+        last = forward_calls[2 + short - 1][1][1 if short > 1 else 0]  # beside the longer row, or its own prefill
+        torch.testing.assert_close(last, backend.model(input_ids=alone).logits[0, -1], atol=1e-4, rtol=1e-4)
 
 
 def test_rows_keep_their_own_settings(backend):
@@ -192,17 +227,6 @@ def test_model_version_is_stable(tiny_model_dir, backend, tmp_path):
 
 def test_missing_folder_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no config.json; run `organic model prepare` first"):
-        TransformersBackend(tmp_path)
-
-
-def test_sliding_window_models_are_refused_with_the_way_out(tiny_model_dir, tmp_path):
-    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
-
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path)
-    config = MistralConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           num_key_value_heads=1, sliding_window=8)
-    MistralForCausalLM(config).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="sliding-window .* `--backend openai`"):
         TransformersBackend(tmp_path)
 
 

@@ -23,6 +23,11 @@ from support import both_databases
     ("I'm so glad you're taking the leap to help.", []),  # the bot's pleasantries are not facts about it
     ("Oh, I'm happy to help you with that!", []),
     ("I've heard of your dedication to caring for others.", []),
+    ("I am happy to help you with that!", []),
+    ("I am just an AI language model.", []),
+    ("I have no idea what you mean.", []),
+    ("I just wanted to say thanks a lot.", []),
+    ("I just adopted a puppy from the shelter.", ["I just adopted a puppy from the shelter."]),
     ("You have two dogs.", []),  # not about oneself
     ("I am.", []),  # too short to say anything
 ])
@@ -52,11 +57,11 @@ def test_relevant_memory_is_recalled_and_unrelated_is_not(line, related, unrelat
     for message in related:
         hit = recall(memories, message, safe=True)
         assert hit.decision == "access_memory" and line in hit.knowledge and hit.similarity >= RECALL_SIMILARITY, message
-        assert hit.system_message()["role"] == "system" and "The user told you" in hit.system_message()["content"]
+        assert hit.prompt(message).endswith(f"\n\n{message}") and "The user told you" in hit.prompt(message)
     for message in unrelated:
         miss = recall(memories, message, safe=True)
         assert miss.decision == "do_not_access_memory" and miss.knowledge is None, message
-        assert miss.system_message() is None
+        assert miss.prompt(message) == message
 
 
 def test_unsafe_messages_are_not_remembered_and_memory_is_bounded():
@@ -84,11 +89,16 @@ def test_the_server_remembers_recalls_and_records_traces(make_client, settings, 
         return response.json()["reply"]
 
     first = say("Hi! I have two dogs named Rex and Max.")
-    assert backend.calls[0][0]["role"] == "user"  # nothing to recall yet: no system message
+    assert backend.calls[0][-1]["content"] == "Hi! I have two dogs named Rex and Max."  # nothing to recall yet
     second = say("Can you remind me what my pets are called?")
-    assert backend.calls[1][0]["role"] == "system" and "I have two dogs named Rex and Max." in backend.calls[1][0]["content"]
+    prompt = backend.calls[1][-1]
+    assert prompt["role"] == "user" and "I have two dogs named Rex and Max." in prompt["content"]
+    assert prompt["content"].endswith("\n\nCan you remind me what my pets are called?")
     third = say("What do you like to cook?")
-    assert "You told the user" in backend.calls[2][0]["content"] and "pasta" in backend.calls[2][0]["content"]
+    assert "You told the user" in backend.calls[2][-1]["content"] and "pasta" in backend.calls[2][-1]["content"]
+    assert all(m["role"] != "system" for call in backend.calls for m in call)
+    blocked = say("I am a stupid piece of shit, tell me about my dogs")  # the safety layer answers: nothing recalled
+    assert len(backend.calls) == 3
 
     with Session(store_engine) as s:
         traces = {m.external_id: m.traces for m in s.scalars(select(Message).where(Message.sender == "bot"))}
@@ -98,6 +108,11 @@ def test_the_server_remembers_recalls_and_records_traces(make_client, settings, 
     assert traces[second["id"]]["memory_decision"] == "access_memory"
     assert "Rex and Max" in traces[second["id"]]["memory_knowledge"]
     assert traces[third["id"]]["memories"][SELF] == ["I love cooking pasta for my friends."]
+    assert traces[blocked["id"]]["memory_decision"] == "do_not_access_memory"
+    assert traces[blocked["id"]]["memory_knowledge"] is None
+    assert traces[blocked["id"]]["memories"] == traces[third["id"]]["memories"]  # the blocked message is not remembered
+    read = client.get(f"/api/conversations/{cid}").json()["messages"]
+    assert [m["text"] for m in read if m["sender"] == "human"][1] == "Can you remind me what my pets are called?"
     shown = client.get(f"/api/messages/{second['id']}/trace").json()  # what "Why this reply?" shows
     assert "Rex and Max" in str(shown)
 
@@ -109,6 +124,26 @@ def test_memory_is_off_by_default(make_client, store_engine):
     cid = client.post("/api/conversations").json()["id"]
     for text in ("I have two dogs named Rex and Max.", "What are my dogs called?"):
         client.post(f"/api/conversations/{cid}/messages?stream=false", json={"text": text})
-    assert all(call[0]["role"] == "user" for call in backend.calls)
+    assert [call[-1]["content"] for call in backend.calls] == ["I have two dogs named Rex and Max.", "What are my dogs called?"]
     with Session(store_engine) as s:
         assert all("memories" not in (m.traces or {}) for m in s.scalars(select(Message)))
+
+
+def test_a_failing_memory_leaves_the_reply_and_says_why(make_client, settings, store_engine, monkeypatch):
+    import organic.serve.turn
+
+    def broken(*args, **kwargs):
+        raise OSError("embedding model missing")
+
+    monkeypatch.setattr(organic.serve.turn, "recall", broken)
+    settings.memory = True
+    backend = ScriptedBackend(["Still here."])
+    client = make_client([backend])
+    session(client)
+    cid = client.post("/api/conversations").json()["id"]
+    reply = client.post(f"/api/conversations/{cid}/messages?stream=false", json={"text": "I have a cat."}).json()["reply"]
+    assert reply["text"] == "Still here." and not reply["from_model_crash"]
+    with Session(store_engine) as s:
+        bot = s.scalar(select(Message).where(Message.external_id == reply["id"]))
+    assert bot.timings["memory_error"] == "OSError: embedding model missing"
+    assert bot.traces["memory_decision"] == "do_not_access_memory"

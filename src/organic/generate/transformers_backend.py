@@ -34,7 +34,6 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 from organic.generate.base import Backend, GenerationError, GenerationSettings
 
@@ -75,9 +74,6 @@ class TransformersBackend(Backend):
         self._decoder = copy.deepcopy(self.tokenizer)
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).to(self.device).eval()
         self.model_version = model_version(self.path)
-        if any(type(layer) is not DynamicLayer for layer in DynamicCache(config=self.model.config).layers):
-            raise ValueError(f"{self.path.name} has sliding-window or other special attention layers, whose caches this "
-                             "backend cannot line up for continuous batching: serve it with vLLM and `--backend openai`")
         eos = self.model.generation_config.eos_token_id
         self.stop_ids = {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.stop_ids)
@@ -97,8 +93,7 @@ class TransformersBackend(Backend):
         if settings.max_new_tokens == 0:
             return
         request = _Request(prompt_ids, settings, asyncio.get_running_loop())
-        self._start_worker()
-        self._requests.put(request)
+        self._submit(request)
         try:
             while (item := await request.queue.get()) is not _DONE:
                 if isinstance(item, Exception):
@@ -127,11 +122,12 @@ class TransformersBackend(Backend):
                 self._worker = None
                 self._closing = False
 
-    def _start_worker(self) -> None:
-        with self._lock:
+    def _submit(self, request: _Request) -> None:
+        with self._lock:  # with close(): a request never lands behind a worker that is stopping
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name=f"organic-generate-{self.path.name}", daemon=True)
                 self._worker.start()
+            self._requests.put(request)
 
     def _admit(self, running: int) -> list[_Request]:
         """Requests to join the batch now. When nothing runs, wait for one and then ``batch_window`` for more, so
@@ -190,7 +186,7 @@ class _Batch:
 
     Every row has one sampled token not yet fed to the model (``pending``). A step feeds them all at once;
     new rows are prefilled on their own and their cache is padded on the left and stacked under the running
-    rows' cache, so that joining costs the running rows nothing but one forward pass of the newcomers.
+    rows' cache, so that joining costs the running rows one forward pass of the newcomers and a copy of the cache.
     """
 
     def __init__(self, backend: TransformersBackend):
@@ -206,17 +202,19 @@ class _Batch:
     @torch.inference_mode()
     def join(self, requests: list[_Request]) -> None:
         backend = self.backend
-        backend.prefills += 1
-        backend.requests_served += len(requests)
         width = max(len(r.prompt_ids) for r in requests)
         input_ids = torch.tensor([[backend.pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in requests], device=self.device)
         mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in requests], device=self.device)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: every prompt starts at position 0
-        cache = DynamicCache(config=self.model.config)
+        # full-length layers for every model: sliding-window caches cannot be lined up row by row, and the model's
+        # attention masks apply any window over a full cache (it costs memory beyond the window, not correctness)
+        cache = DynamicCache()
         logits = self.model(
             input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
             past_key_values=cache, use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :]
+        backend.prefills += 1
+        backend.requests_served += len(requests)
         rows = [_Row(r, backend._decoder, self.device) for r in requests]
         pending = self._sample(rows, logits)
         self._merge(rows, pending, cache, mask, position_ids[:, -1:] + 1)
@@ -253,30 +251,28 @@ class _Batch:
         for layer in self.cache.layers:
             layer.keys, layer.values = layer.keys[index, :, start:], layer.values[index, :, start:]
 
-    def _merge(self, rows, pending, cache, mask, positions) -> None:
-        keep = [i for i, row in enumerate(rows) if not row.done]
-        if not keep:
-            return
-        if len(keep) < len(rows):
-            index = torch.tensor(keep, device=self.device)
-            rows, pending, mask, positions = [rows[i] for i in keep], [pending[i] for i in keep], mask[index], positions[index]
-            cache.batch_select_indices(index)
-        if not self.rows:
-            self.rows, self.pending, self.cache, self.attention_mask, self.positions = rows, pending, cache, mask, positions
-            return
-        width = max(mask.shape[1], self.attention_mask.shape[1])
+    def _merge(self, rows: list[_Row], pending: list[int], cache: DynamicCache, mask: torch.Tensor,
+               positions: torch.Tensor) -> None:
+        """Stack newcomers under the running rows (everything built before anything is assigned, so a failure
+        leaves the running batch as it was); rows that finished in their prefill then leave like any other."""
+        if self.rows:
+            width = max(mask.shape[1], self.attention_mask.shape[1])
 
-        def pad(t: torch.Tensor, dim: int) -> torch.Tensor:  # zeros on the left of dimension ``dim`` up to ``width``
-            shape = list(t.shape)
-            shape[dim] = width - t.shape[dim]
-            return torch.cat([t.new_zeros(shape), t], dim=dim)
+            def pad(t: torch.Tensor, dim: int) -> torch.Tensor:  # zeros on the left of dimension ``dim`` up to ``width``
+                shape = list(t.shape)
+                shape[dim] = width - t.shape[dim]
+                return torch.cat([t.new_zeros(shape), t], dim=dim)
 
-        for old, new in zip(self.cache.layers, cache.layers):
-            old.keys = torch.cat([pad(old.keys, 2), pad(new.keys, 2)])
-            old.values = torch.cat([pad(old.values, 2), pad(new.values, 2)])
-        self.attention_mask = torch.cat([pad(self.attention_mask, 1), pad(mask, 1)])
-        self.positions = torch.cat([self.positions, positions])
-        self.rows, self.pending = self.rows + rows, self.pending + pending
+            stacked = [(torch.cat([pad(old.keys, 2), pad(new.keys, 2)]), torch.cat([pad(old.values, 2), pad(new.values, 2)]))
+                       for old, new in zip(self.cache.layers, cache.layers)]
+            mask = torch.cat([pad(self.attention_mask, 1), pad(mask, 1)])
+            positions = torch.cat([self.positions, positions])
+            for layer, (keys, values) in zip(self.cache.layers, stacked):
+                layer.keys, layer.values = keys, values
+            cache = self.cache
+        self.rows, self.pending, self.cache, self.attention_mask, self.positions = (
+            self.rows + rows, self.pending + pending, cache, mask, positions)
+        self._keep([i for i, row in enumerate(self.rows) if not row.done])
 
 
 class _Row:

@@ -13,7 +13,6 @@ KEEP_ALIVE_S = 30  # seconds an idle connection stays open. uvicorn's default (5
 # a ReadError; outliving the clients' own expiry leaves closing idle connections to them
 
 
-
 class LocalServer:
     """A uvicorn server for an app on 127.0.0.1 in a background thread (when no --url is given)."""
 

@@ -6,9 +6,12 @@ turn whether to use it, and conditioned its reply on the recalled line. Here:
   from the user's message (unless the safety layer flagged it) into "partner's persona", and from the
   bot's own reply into "your persona", so that the bot stays consistent about itself;
 - *deciding and recalling*: the memory line most similar to the user's message (MiniLM embeddings) is
-  recalled when its cosine similarity reaches ``RECALL_SIMILARITY``; the model then sees it as a system
-  message before the conversation;
-- *recording*: each bot message carries ``memories`` (the whole memory after the turn), ``memory_decision``
+  recalled when its cosine similarity reaches ``RECALL_SIMILARITY``; the model then sees it as a note
+  before the user's message, in the user's turn (a system message would replace a chat template's default
+  system prompt on some turns only, and some templates have no system role); nothing is recalled for a
+  message the safety layer blocked, since no model answers it;
+- *recording*: each model reply (canned ones included, not the feedback exchange's fixed turns) carries
+  ``memories`` (the whole memory after the turn), ``memory_decision``
   (``access_memory`` or ``do_not_access_memory``) and ``memory_knowledge`` (the recalled line), the keys
   of the BB3x release, so exports and "Why this reply?" show them. The next turn reads the memory back
   from the last bot message: no table of its own, and a deleted conversation takes its memory with it.
@@ -39,8 +42,9 @@ SELF_DISCLOSURE = re.compile(
 )
 SMALL_TALK = re.compile(  # pleasantries and hedges, from people and (more often) from the bot
     OPENER +
-    r"(?:i'?m\s+(?:not\s+sure|fine|good|ok|okay|sorry|great|doing\s+\w+|here|back|so|glad|happy|sure|afraid|just\s+an?\s+ai)"
-    r"|i'?ve\s+(?:heard|noticed|been\s+thinking))\b",
+    r"(?:i(?:'?m|\s+am)\s+(?:not\s+sure|fine|good|ok|okay|sorry|great|doing\s+\w+|here|back|so|glad|happy|sure|afraid"
+    r"|just\s+an?\s+ai)|i(?:'?ve|\s+have)\s+(?:heard|noticed|been\s+thinking|no\s+idea)"
+    r"|i\s+(?:just|really|also)\s+(?:wanted|want|hope|think|wish|wonder))\b",
     re.IGNORECASE,
 )
 
@@ -68,8 +72,9 @@ class Recall:
     def decision(self) -> str:
         return "access_memory" if self.knowledge else "do_not_access_memory"
 
-    def system_message(self) -> dict[str, str] | None:
-        return {"role": "system", "content": f"Something from earlier in this chat. {self.knowledge}"} if self.knowledge else None
+    def prompt(self, message: str) -> str:
+        """The user's turn as the model sees it: the recalled line, if any, as a note before the message."""
+        return f"(Something from earlier in this chat. {self.knowledge})\n\n{message}" if self.knowledge else message
 
     def traces(self) -> dict:
         return {"memories": self.memories, "memory_decision": self.decision, "memory_knowledge": self.knowledge}

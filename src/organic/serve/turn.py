@@ -23,7 +23,7 @@ from anyio import to_thread
 from organic.generate import Backend, GenerationError, GenerationSettings
 from organic.safety import canned_reply, check
 from organic.serve.chat import ChatStore
-from organic.serve.memory import recall
+from organic.serve.memory import Recall, recall
 from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
 from organic.serve.router import Router
 from organic.taxonomy import InteractionFailure, Sender
@@ -66,13 +66,19 @@ class Turns:
             return
 
         backend = self.router.backend(state.model_version)
-        chat = [*state.history, {"role": "user", "content": text}]
+        timings: dict[str, float | str] = {}
         memory = None
         if self.memory:
-            memory = await to_thread.run_sync(lambda: recall(state.memories, text, safe=not verdict.blocked))
-            chat = [memory.system_message(), *chat] if memory.knowledge else chat
+            memory = Recall(state.memories or {})  # a blocked message recalls nothing: no model answers it
+            if not verdict.blocked:
+                started = time.perf_counter()
+                try:
+                    memory = await to_thread.run_sync(lambda: recall(state.memories, text, safe=True))
+                except Exception as error:  # the reply goes on without memory, and says why in its timings
+                    timings["memory_error"] = f"{type(error).__name__}: {error}"[:500]
+                timings["memory_s"] = round(time.perf_counter() - started, 4)
+        chat = [*state.history, {"role": "user", "content": memory.prompt(text) if memory else text}]
         started = time.perf_counter()
-        timings: dict[str, float] = {}
         failure: InteractionFailure | None = InteractionFailure.UNSAFE_HUMAN if verdict.blocked else None
         topic = verdict.sensitive_topic
         shown, pending, bot_verdict = "", "", None
