@@ -1,16 +1,20 @@
 """Load on a real uvicorn server (`organic serve` in its own process) over HTTP.
 
     python bench/serve.py --part echo     # 1, 16, 64 concurrent clients chatting and rating; SQLite and PostgreSQL
-    python bench/serve.py --part model    # the bundled SmolLM2: server tokens/s for 1 and 8 users vs plain generate
+    python bench/serve.py --part model    # the bundled SmolLM2: server tokens/s for 1 and 8 users vs plain engines
+    python bench/serve.py --part model --sweep --replies 4 --phase 2    # and the ct2 thread settings
     python bench/serve.py                 # both
 
 Echo part: each client accepts the terms, starts a conversation and sends messages (replies streamed as
 server-sent events), rating every second reply. Prints requests/s, p50 / p99 latency, and the number of
 acknowledged messages and ratings against the rows found in the store afterwards (zero lost is the goal).
-Model part: 1 user, then 8 at once, continue their conversations through the model's own `generate` in this
-process (the users' chats as one batch per reply) and through the server (each user sending their next
-message as soon as their reply is in); same sampling settings, the two ways taking turns every few replies.
-The server's overhead is plain tokens/s divided by server tokens/s (target <= 1.10).
+Model part: 1 user, then 8 at once, continue their conversations through each engine called directly in this
+process (transformers `generate`, CTranslate2 `generate_batch` in int8 and float32; the users' chats as one
+batch per reply) and through a server on each (`--backend transformers`, `--backend ct2` int8 and float32;
+each user sending their next message as soon as their reply is in); same sampling settings, the ways taking
+turns every few replies. A server's overhead is its plain engine's tokens/s divided by its own (target <= 1.10);
+ct2 int8 against transformers: at least 2x at 1 user and 1.7x at 8 (issue 12). `--sweep` adds ct2 int8
+servers with other inter/intra threads and plain int8 with other intra threads.
 PostgreSQL comes from ORGANIC_TEST_POSTGRES_URL (an admin URL; a scratch database is made and dropped).
 """
 
@@ -27,7 +31,9 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -52,9 +58,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(database_url: str, home: Path, *args: str):
+def server(database_url: str, home: Path, *args: str, env: dict | None = None):
     port = free_port()
-    env = {**os.environ, "ORGANIC_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "ORGANIC_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "organic.cli", "serve", "--port", str(port),
                              "--database-url", database_url, *args], env=env)
     base = f"http://127.0.0.1:{port}"
@@ -158,93 +164,175 @@ def echo_part(database_url: str, label: str, home: Path, turns: int) -> None:
           f"stored {stored} / {rated}: {total['messages'] - stored} messages and {total['ratings'] - rated} ratings lost")
 
 
-def model_part(home: Path, replies: int, phase: int) -> None:
-    """Plain ``generate`` and the server on the same conversations, taking turns phase by phase.
+@dataclass
+class Way:
+    """One way of answering the users: an engine called directly in this process ("plain"), or a server."""
+
+    engine: str  # "transformers", "ct2 int8", ...
+    kind: str  # "plain" or "server"
+    answer: Callable[[list[list[dict]]], list[str]] | None = None  # plain: the users' chats in, one reply each out
+    env: dict = field(default_factory=dict)  # server: its ORGANIC_* settings
+    base: str = ""  # server: its URL once started
+    conversations: dict = field(default_factory=dict)  # server: users -> [(conversation id, headers)]
+    histories: dict = field(default_factory=lambda: {users: [[] for _ in range(users)] for users in USERS})  # plain
+    totals: dict = field(default_factory=lambda: {users: [0, 0.0] for users in USERS})  # users -> [tokens, seconds]
+    canned: int = 0  # server replies the safety layer replaced (their tokens are counted as if generated)
+
+    def rate(self, users: int) -> float:
+        tokens, seconds = self.totals[users]
+        return tokens / seconds if seconds else float("nan")
+
+
+USERS = (1, 8)
+
+
+def model_part(home: Path, replies: int, phase: int, sweep: bool) -> None:
+    """Plain engines and servers on the same conversations, taking turns phase by phase.
 
     Each user continues one conversation (``PROMPTS`` in turn), each way keeping its own histories (its own
-    replies), so the prompts grow alike. Plain ``generate`` decodes the users' chats as one batch per reply
-    (all users in lockstep: its best case). Through the server every user sends their next message as soon
-    as their reply is in, independently of the others, as real users do; the server has to batch requests
-    that arrive at different times. The two ways alternate every ``phase`` replies, so that a slower or
-    faster stretch of this shared machine falls on both.
+    replies), so the prompts grow alike. Plain ``generate`` (transformers) and ``generate_batch`` (CTranslate2)
+    decode the users' chats as one batch per reply (all users in lockstep: their best case). Through a server
+    every user sends their next message as soon as their reply is in, independently of the others, as real users
+    do; the server has to batch requests that arrive at different times. The ways alternate every ``phase``
+    replies, so that a slower or faster stretch of this shared machine falls on all of them.
+    With ``sweep``: also the ct2 int8 server with other thread settings, and plain int8 with other intra_threads.
     """
+    import ctranslate2
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from organic.generate import prepare_model
+    from organic.generate.ct2_backend import converted_model, encode_chat, sampling_options, thread_counts
+    from organic.generate.base import GenerationSettings
     from organic.settings import Settings
 
     settings = Settings(home=home)
-    folder = prepare_model(settings.model, Path(os.environ.get("ORGANIC_MODEL_CACHE", Path.home() / ".organic")))
+    cache = Path(os.environ.get("ORGANIC_MODEL_CACHE", Path.home() / ".organic"))
+    folder = prepare_model(settings.model, cache)
     tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    new_tokens, temperature, top_p = settings.max_new_tokens, 0.7, 0.9  # the server's defaults (GenerationSettings)
+    sampling = GenerationSettings(max_new_tokens=settings.max_new_tokens)  # the server's defaults
+    max_length = model.config.max_position_embeddings
+    stops = sorted({tokenizer.eos_token_id, *([model.generation_config.eos_token_id] if isinstance(
+        model.generation_config.eos_token_id, int) else model.generation_config.eos_token_id)} - {None})
 
     def count(text_: str) -> int:
         return len(tokenizer(text_.strip(), add_special_tokens=False).input_ids)
 
-    def plain(chats: list[list[dict]]) -> list[str]:
+    def plain_transformers(chats: list[list[dict]]) -> list[str]:
         texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
-            out = model.generate(**batch, max_new_tokens=new_tokens, do_sample=True, temperature=temperature, top_p=top_p,
-                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+            out = model.generate(**batch, max_new_tokens=sampling.max_new_tokens, do_sample=True, temperature=sampling.temperature,
+                                 top_p=sampling.top_p, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
         return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in out[:, batch["input_ids"].shape[1]:]]
+
+    def plain_ct2(compute_type: str, inter: int, intra: int) -> Callable[[list[list[dict]]], list[str]]:
+        generator = ctranslate2.Generator(str(converted_model(folder, cache, compute_type)), compute_type=compute_type,
+                                          inter_threads=inter, intra_threads=intra)
+
+        def answer(chats: list[list[dict]]) -> list[str]:
+            prompts = [tokenizer.convert_ids_to_tokens(encode_chat(tokenizer, c, sampling.max_new_tokens, max_length)) for c in chats]
+            results = generator.generate_batch(prompts, max_length=sampling.max_new_tokens, include_prompt_in_result=False,
+                                               end_token=stops, **sampling_options(sampling))
+            return [tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True).strip() for r in results]
+
+        return answer
+
+    default = Settings()  # the ct2 thread settings `organic serve --backend ct2` uses
+    threads = thread_counts(default.ct2_inter_threads, default.ct2_intra_threads)
+    ways = [Way("transformers", "plain", plain_transformers), Way("transformers", "server", env={"ORGANIC_BACKEND": "transformers"})]
+    for compute_type in ("int8", "float32"):
+        ways += [Way(f"ct2 {compute_type}", "plain", plain_ct2(compute_type, *threads)),
+                 Way(f"ct2 {compute_type}", "server", env={"ORGANIC_BACKEND": "ct2", "ORGANIC_CT2_COMPUTE_TYPE": compute_type})]
+    if sweep:
+        cores = os.cpu_count() or 1
+        for inter, intra in sorted({(1, cores), (2, max(1, cores // 2)), (2, cores)} - {threads}):
+            ways.append(Way(f"ct2 int8 inter {inter} intra {intra}", "server", env={
+                "ORGANIC_BACKEND": "ct2", "ORGANIC_CT2_INTER_THREADS": str(inter), "ORGANIC_CT2_INTRA_THREADS": str(intra)}))
+        for intra in sorted({1, cores} - {threads[1]}):
+            ways.append(Way(f"ct2 int8 intra {intra}", "plain", plain_ct2("int8", 1, intra)))
 
     async def open_conversation(http: httpx.AsyncClient) -> tuple[str, dict]:
         headers = {"Authorization": f"Bearer {(await http.post('/api/session', json=CONSENT)).json()['token']}"}
         return (await http.post("/api/conversations", headers=headers)).json()["id"], headers
 
-    async def say(http: httpx.AsyncClient, conversation: tuple[str, dict], message: str) -> str:
+    async def say(http: httpx.AsyncClient, way: Way, conversation: tuple[str, dict], message: str) -> str:
         cid, headers = conversation
         async with http.stream("POST", f"/api/conversations/{cid}/messages", json={"text": message}, headers=headers) as r:
             r.raise_for_status()
             reply, text_ = await read_reply(r)
-        canned[0] += reply["is_safety_controlled_response"]  # its tokens are counted as if generated: reported below
+        way.canned += reply["is_safety_controlled_response"]
         return text_
-
-    totals = {(way, users): [0, 0.0] for way in ("plain", "server") for users in (1, 8)}  # tokens, seconds
-    canned = [0]  # server replies the safety layer replaced
-    histories = {users: [[] for _ in range(users)] for users in (1, 8)}  # plain's chats (the server keeps its own)
 
     def message(user: int, reply: int) -> str:
         return PROMPTS[(user + reply) % len(PROMPTS)]
 
-    async def run(base: str) -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=600, limits=httpx.Limits(max_connections=16)) as http:
-            conversations = {users: [await open_conversation(http) for _ in range(users)] for users in (1, 8)}
-            await say(http, await open_conversation(http), PROMPTS[0])  # warm-up
+    async def server_phase(way: Way, users: int, first: int) -> None:
+        async with httpx.AsyncClient(base_url=way.base, timeout=600, limits=httpx.Limits(max_connections=16)) as http:
+            if not way.conversations:
+                way.conversations = {n: [await open_conversation(http) for _ in range(n)] for n in USERS}
+                await say(http, way, await open_conversation(http), PROMPTS[0])  # warm-up
 
-            async def user(users: int, i: int, first: int) -> int:
-                tokens = 0
-                for reply in range(first, min(first + phase, replies)):
-                    tokens += count(await say(http, conversations[users][i], message(i, reply)))
-                return tokens
+            async def user(i: int) -> int:
+                return sum([count(await say(http, way, way.conversations[users][i], message(i, reply)))
+                            for reply in range(first, min(first + phase, replies))])
 
-            for first in range(0, replies, phase):
-                for users in (1, 8):
-                    started = time.perf_counter()  # plain: the phase's replies, one batch each
-                    for reply in range(first, min(first + phase, replies)):
-                        chats = histories[users]
-                        for i, chat in enumerate(chats):
-                            chat.append({"role": "user", "content": message(i, reply)})
-                        for chat, text_ in zip(chats, plain(chats)):  # blocking on purpose: nothing else runs here
-                            chat.append({"role": "assistant", "content": text_})
-                            totals["plain", users][0] += count(text_)
-                    totals["plain", users][1] += time.perf_counter() - started
-                    started = time.perf_counter()  # server: every user on their own
-                    tokens = await asyncio.gather(*(user(users, i, first) for i in range(users)))
-                    totals["server", users][0] += sum(tokens)
-                    totals["server", users][1] += time.perf_counter() - started
+            started = time.perf_counter()
+            tokens = await asyncio.gather(*(user(i) for i in range(users)))
+            way.totals[users][0] += sum(tokens)
+            way.totals[users][1] += time.perf_counter() - started
 
-    plain([[{"role": "user", "content": PROMPTS[0]}]])  # warm-up
-    with tempfile.TemporaryDirectory() as tmp, server(f"sqlite:///{tmp}/bench.db", home, "--model", str(folder)) as base:
-        asyncio.run(run(base))
-    for users in (1, 8):
-        p, s = (totals[way, users][0] / totals[way, users][1] for way in ("plain", "server"))
-        print(f"SmolLM2-135M, {users} user(s), {replies} replies each: plain generate {p:6.1f} tokens/s, "
-              f"server {s:6.1f} tokens/s, overhead {p / s:.2f}x (target <= 1.10)")
-    print(f"server replies replaced by a canned safety reply: {canned[0]} of {9 * replies + 1}")
+    def plain_phase(way: Way, users: int, first: int) -> None:
+        started = time.perf_counter()
+        for reply in range(first, min(first + phase, replies)):
+            chats = way.histories[users]
+            for i, chat in enumerate(chats):
+                chat.append({"role": "user", "content": message(i, reply)})
+            for chat, text_ in zip(chats, way.answer(chats)):  # blocking on purpose: nothing else runs here
+                chat.append({"role": "assistant", "content": text_})
+                way.totals[users][0] += count(text_)
+        way.totals[users][1] += time.perf_counter() - started
+
+    for way in ways:
+        if way.answer:
+            way.answer([[{"role": "user", "content": PROMPTS[0]}]])  # warm-up
+        else:  # converted once, in the cache, for every server of this run
+            converted_model(folder, cache, way.env.get("ORGANIC_CT2_COMPUTE_TYPE", "int8"))
+    (home / "ct2").symlink_to(cache / "ct2", target_is_directory=True)
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as servers:
+        for n, way in enumerate(ways):
+            if way.kind == "server":
+                way.base = servers.enter_context(server(f"sqlite:///{tmp}/bench-{n}.db", home, "--model", str(folder), env=way.env))
+        for first in range(0, replies, phase):
+            for users in USERS:
+                for way in ways:
+                    if way.kind == "plain":
+                        plain_phase(way, users, first)
+                    else:
+                        asyncio.run(server_phase(way, users, first))
+
+    def line(way: Way, users: int) -> str:
+        return f"{way.rate(users):6.1f}"
+
+    pairs = {way.engine: {w.kind: w for w in ways if w.engine == way.engine} for way in ways}
+    for users in USERS:
+        print(f"SmolLM2-135M, {users} user(s), {replies} replies each, tokens/s (plain engine in lockstep vs the server):")
+        for engine, by_kind in pairs.items():
+            plain_way, server_way = by_kind.get("plain"), by_kind.get("server")
+            row = f"  {engine:28s} plain {line(plain_way, users) if plain_way else '     -'}   server {line(server_way, users) if server_way else '     -'}"
+            if plain_way and server_way:
+                row += f"   server overhead {plain_way.rate(users) / server_way.rate(users):.2f}x (target <= 1.10)"
+            print(row)
+        target = 2.0 if users == 1 else 1.7
+        for kind in ("server", "plain"):
+            print(f"  ct2 int8 vs transformers, {kind}: {pairs['ct2 int8'][kind].rate(users) / pairs['transformers'][kind].rate(users):.2f}x"
+                  f" (target >= {target}); ct2 float32 vs transformers: "
+                  f"{pairs['ct2 float32'][kind].rate(users) / pairs['transformers'][kind].rate(users):.2f}x")
+    print(f"ct2 rows without threads named: inter_threads {threads[0]}, intra_threads {threads[1]} (the defaults on "
+          f"{os.cpu_count()} cores); plain ct2 decodes one batch at a time, so only its intra_threads matter")
+    print("server replies replaced by a canned safety reply: " + ", ".join(f"{w.engine} {w.canned}" for w in ways if w.kind == "server")
+          + f" (of {sum(USERS) * replies + 1} each)")
 
 
 def main() -> None:
@@ -253,6 +341,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=10, help="messages per client in the echo part")
     parser.add_argument("--replies", type=int, default=8, help="replies per user in the model part")
     parser.add_argument("--phase", type=int, default=4, help="replies per user before the model part switches ways")
+    parser.add_argument("--sweep", action="store_true", help="model part: also other ct2 thread settings")
     parser.add_argument("--postgres-url", default=os.environ.get("ORGANIC_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -265,7 +354,7 @@ def main() -> None:
             else:
                 print("postgresql: skipped (set ORGANIC_TEST_POSTGRES_URL)")
         if args.part in ("model", "all"):
-            model_part(home, args.replies, args.phase)
+            model_part(home, args.replies, args.phase, args.sweep)
 
 
 if __name__ == "__main__":

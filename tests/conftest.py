@@ -65,6 +65,16 @@ def engine(database_url):
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def prepared_home(tmp_path_factory):
+    """An organic home with the bundled model prepared in it (the one slow step of this suite, about 20 s)."""
+    from organic.generate import BUNDLED_MODEL, prepare_model
+
+    home = tmp_path_factory.mktemp("organic-home")
+    prepare_model(BUNDLED_MODEL, home)
+    return home
+
+
 # the server ---------------------------------------------------------------------------------------------
 @pytest.fixture
 def settings(tmp_path, database_url):

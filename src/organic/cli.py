@@ -145,7 +145,7 @@ def user_list(limit: int = 20, database_url: DatabaseOption = None) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    backend: Annotated[str | None, typer.Option(help="transformers (default, local model), openai (any OpenAI-compatible server, e.g. vLLM), echo (instant test replies).")] = None,
+    backend: Annotated[str | None, typer.Option(help="transformers (default, local model), ct2 (the same model through CTranslate2: faster on CPU), openai (any OpenAI-compatible server, e.g. vLLM), echo (instant test replies).")] = None,
     model: Annotated[str | None, typer.Option(help="Model: the bundled smollm2-135m-instruct, a local folder, or the served model's name for --backend openai.")] = None,
     openai_base_url: Annotated[str | None, typer.Option(help="URL of the OpenAI-compatible server for --backend openai, e.g. http://127.0.0.1:8001/v1.")] = None,
     memory: Annotated[bool | None, typer.Option("--memory/--no-memory", help="Long-term memory as in BB3 (default: ORGANIC_MEMORY, off).")] = None,
@@ -185,7 +185,7 @@ def reward_train(
 ) -> None:
     """Train on thumbs and crowd labels in the store; report accuracy, F1, ROC AUC and calibration on held-out conversations."""
     from organic.learn.data import build_training_set, held_out
-    from organic.learn.reward import RewardConfig, RewardModel, evaluate
+    from organic.learn.reward import RewardConfig, RewardModel, evaluate, save_metrics
     from organic.store.read import iter_conversations
 
     if kind not in ("embedding", "hf"):
@@ -199,6 +199,7 @@ def reward_train(
         raise fail(str(error)) from None
     reward.save(out)
     metrics = evaluate(reward, test)
+    save_metrics(out, metrics)
     table = Table("held-out metric", "value")
     for name, value in metrics.items():
         table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
@@ -232,6 +233,7 @@ def train_command(
     iterations: Annotated[int, typer.Option(help="CRINGE only: rounds of generate -> label -> retrain (BB3x used 3).")] = 1,
     reward_model: Annotated[Path | None, typer.Option(help="For --iterations > 1: a folder from `organic reward train`.")] = None,
     contexts_per_iteration: Annotated[int, typer.Option(help="Training contexts the model answers in each later iteration.")] = 64,
+    candidates: Annotated[int, typer.Option(help="Replies sampled per context in each later iteration, labelled by the reward model (its held-out ROC AUC, recorded by `organic reward train`, must reach 0.65).")] = 4,
     epochs: float = 1.0,
     max_steps: Annotated[int, typer.Option(help="Stop after this many steps (-1: run the epochs).")] = -1,
     batch_size: int = 8,
@@ -288,11 +290,12 @@ def train_command(
     try:
         if iterations > 1:
             from organic.learn.iterate import iterate_cringe
-            from organic.learn.reward import RewardModel
+            from organic.learn.reward import RewardModel, held_out_auc
 
             reward = RewardModel.load(reward_model)
             names = [f"{name}-it{i}" for i in range(1, iterations + 1)]
             iterate_cringe(examples, base, out, reward, iterations, config, contexts_per_iteration=contexts_per_iteration,
+                           candidates=candidates, reward_auc=held_out_auc(reward_model),
                            on_iteration=lambda i, folder, m: register(folder, names[i - 1], names[i - 2] if i > 1 else parent, m))
         else:
             metrics = train(method, examples, base, out, config)
@@ -347,7 +350,9 @@ def trolls(
         table.add_row(r.user, "-" if r.trust is None else f"{r.trust:.2f}", str(r.labels),
                       f"{r.unsafe_messages}/{r.messages}", "yes" if r.is_troll else "", r.why)
     Console().print(table)
-    console.print(f"{sum(r.is_troll for r in rows)} of {len(rows)} users flagged as trolls" + (f"; all scores in {out}" if out else ""))
+    few = sum(r.too_few_labels for r in rows)
+    console.print(f"{sum(r.is_troll for r in rows)} of {len(rows)} users flagged as trolls" + (f"; all scores in {out}" if out else "")
+                  + (f"; {few} rated fewer than 3 replies, too few for a trust score" if few else ""))
 
 
 @app.command("simulate")
@@ -359,7 +364,7 @@ def simulate_command(
     rating_rate: Annotated[float, typer.Option(help="Share of bot replies a person rates (BB3: about 5%).")] = 0.05,
     concurrency: Annotated[int, typer.Option(help="People chatting at the same time.")] = 8,
     url: Annotated[str | None, typer.Option(help="A running organic server; default: start one here on the store.")] = None,
-    backend: Annotated[str | None, typer.Option(help="For the server started here: transformers, openai or echo.")] = None,
+    backend: Annotated[str | None, typer.Option(help="For the server started here: transformers, ct2, openai or echo.")] = None,
     manifest: Annotated[Path | None, typer.Option(help="Write who is a helper and who a troll (JSON) here.")] = None,
     seed: int = 0,
     database_url: DatabaseOption = None,
@@ -403,52 +408,93 @@ def simulate_command(
         raise typer.Exit(1)
 
 
+@app.command("judge")
+def judge_command(
+    target: Annotated[str, typer.Argument(help="`train` to fit a judge on the labelled set, or a JSONL file of {\"context\": [...], \"reply\": ...} lines to judge (write ./train for a file named train).")],
+    out: Annotated[Path, typer.Option("--out", help="train: the folder for the judge and its report; judging: the output JSONL (each line plus label and p_bad).")],
+    model: Annotated[Path | None, typer.Option("--model", help="A judge folder from `organic judge train` (default: the judge shipped with organic).")] = None,
+    lm: Annotated[bool, typer.Option("--lm/--no-lm", help="train: also try the likelihood signals (needs the base model; judging is many times slower with them).")] = True,
+    part: Annotated[str, typer.Option(help="train: fit on all of the train split, or only its `rater` or `evaluator` half (the loop keeps the two instruments apart).")] = "all",
+) -> None:
+    """Judge replies with the learned judge (P(bad) and a taxonomy label), or fit a judge on the labelled set."""
+    from organic.evaluate.judge import Judge, agreement_line, judge_file, train_judge
+
+    if target == "train":
+        console.print("fitting judges on the labelled set (signals of every item first; minutes with --lm)")
+        try:
+            report = train_judge(out, use_lm=lm, part=part, cache=get_settings().home / "cache" / "judge-signals.npz")
+        except (ValueError, FileNotFoundError) as error:
+            raise fail(str(error)) from None
+        typer.echo((out / "report.md").read_text())
+        console.print(f"judge saved to {out}; use it with `organic judge FILE --model {out}`" + ("" if report["test"] else " (no test items)"))
+        return
+    source = Path(target)
+    if not source.is_file():
+        raise fail(f"{source} is not a file; give a JSONL file of {{\"context\", \"reply\"}} lines, or `train`")
+    try:
+        judge = Judge.load(model) if model else Judge.shipped()
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    errors: list[str] = []
+    judged, skipped = judge_file(source, out, judge, on_error=lambda m: (errors.append(m), console.print(f"[red]{m}[/red]")))
+    console.print(f"judged {judged} replies into {out}" + (f"; skipped {skipped} malformed lines" if skipped else ""))
+    console.print(agreement_line(judge))
+    if skipped:
+        raise typer.Exit(1)
+
+
 @app.command("eval")
 def eval_command(
-    model: Annotated[list[str], typer.Option("--model", help="A model to evaluate (repeatable): NAME=FOLDER, a registered model version, the bundled smollm2-135m-instruct, or a folder.")],
+    model: Annotated[list[str], typer.Option("--model", help="A model to evaluate (repeatable; the first is the baseline of the paired tests): NAME=FOLDER, a registered model version, the bundled smollm2-135m-instruct, or a folder.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for eval.json and eval.md.")] = Path("runs/eval"),
     reward_model: Annotated[Path | None, typer.Option(help="A folder from `organic reward train`: report its mean P(good) for each model's replies.")] = None,
+    judge: Annotated[Path | None, typer.Option("--judge", help="A judge folder from `organic judge train` (default: the judge shipped with organic).")] = None,
     held_out_share: Annotated[float, typer.Option(help="Share of conversations held out of training (use the share training used).")] = 0.2,
-    contexts: Annotated[int, typer.Option(help="Held-out contexts each model answers (and at most as many good replies for perplexity).")] = 200,
-    good_from: Annotated[list[str] | None, typer.Option(help="Take the good replies for perplexity only from these label sources (thumb, crowd, reward, feedback; repeatable). Default: all.")] = None,
+    contexts: Annotated[int, typer.Option(help="Held-out contexts each model answers.")] = 300,
+    human_replies: Annotated[int, typer.Option(help="Real human replies (reserved chit-chat, never trained on) for the perplexity guard.")] = 200,
     max_new_tokens: Annotated[int, typer.Option(help="Longest reply, in tokens.")] = 48,
     batch_size: Annotated[int, typer.Option(help="Contexts per generation batch.")] = 8,
     seed: Annotated[int, typer.Option(help="Sampling seed (the same for every model) and the held-out split's seed.")] = 0,
-    reference_model: Annotated[str | None, typer.Option(help="A causal LM (folder, or smollm2-135m-instruct) whose likelihood also judges 'nonsensical'.")] = None,
-    crowd_agreement: Annotated[bool, typer.Option(help="Also report each judge's agreement with the crowd labels in the store.")] = True,
+    engine: Annotated[str, typer.Option(help="Generation engine: transformers, ct2-int8 or ct2-float32 (CTranslate2, several times faster on a CPU).")] = "transformers",
+    crowd_agreement: Annotated[bool, typer.Option(help="Also report the judge's agreement with the crowd labels in the store.")] = True,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Judge each model's replies to held-out contexts: Table 9 per model (95% intervals), perplexity on held-out
-    good replies, the reward model's mean P(good). Writes eval.json (every reply; the /compare page takes it) and eval.md."""
-    from organic.evaluate.judges import agreement_with_crowd
+    """Judge each model's replies to held-out contexts with the learned judge: Table 9 per model (95% intervals), the
+    judge's agreement with labels made by reading, guards (length, copying, cut-off, perplexity on real human replies),
+    a paired test against the first model. Writes eval.json (every reply; the /compare page takes it) and eval.md."""
+    from organic.evaluate import judge as judging
+    from organic.evaluate.labelled import human_reference
     from organic.evaluate.run import evaluate_models, held_out_contexts, render_table, resolve_models, write_eval_report
-    from organic.generate import prepare_model
     from organic.learn.reward import RewardModel
 
+    from organic.generate.batch import ENGINES
+
+    if engine not in ENGINES:
+        raise fail(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
     settings = get_settings()
-    engine = _engine(database_url)
+    store = _engine(database_url)
     try:
-        folders = resolve_models(model, engine, settings.home)
+        folders = resolve_models(model, store, settings.home)
         reward = RewardModel.load(reward_model) if reward_model else None
-        reference = prepare_model(reference_model, settings.home) if reference_model else None
+        the_judge = judging.Judge.load(judge) if judge else judging.Judge.shipped()
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
-    held = held_out_contexts(engine, held_out_share, contexts, seed=seed, sources=tuple(good_from) if good_from else None)
+    held = held_out_contexts(store, held_out_share, contexts, seed=seed)
     if not held.contexts:
         raise fail(f"no held-out contexts: no conversation of the store falls in the held-out {held_out_share:.0%}; "
                    "bring conversations in first (`organic import bb3x`, `organic simulate`)")
-    console.print(f"{len(held.contexts)} held-out contexts, {len(held.good)} good replies for perplexity; "
-                  f"evaluating {', '.join(folders)}")
+    console.print(f"{len(held.contexts)} held-out contexts; evaluating {', '.join(folders)}")
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("replies", total=len(folders) * len(held.contexts))
-        results = evaluate_models(folders, held.contexts, held.good, reward, max_new_tokens=max_new_tokens,
-                                  batch_size=batch_size, seed=seed, reference_model=reference,
+        results = evaluate_models(folders, held.contexts, human_reference(human_replies), reward, judge=the_judge,
+                                  max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, engine=engine,
                                   progress=lambda n: bar.advance(task, n))
     if crowd_agreement:
-        results["crowd_agreement"] = agreement_with_crowd(engine, limit=1000, reference_model=reference)
+        results["crowd_agreement"] = judging.crowd_agreement(store, the_judge)
     json_path, md_path = write_eval_report(results, out)
     typer.echo(render_table(results))
+    console.print(results["judge"]["agreement"])
     console.print(f"wrote {json_path} and {md_path}")
 
 

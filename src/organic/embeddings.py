@@ -24,7 +24,10 @@ def model_path() -> Path:
 def _model():
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(model_path()), device="cpu")
+    from organic.generate.batch import model_loading
+
+    with model_loading():  # see generate/batch.py: overlapping loads can leave a tied model untied
+        return SentenceTransformer(str(model_path()), device="cpu")
 
 
 def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -37,9 +37,13 @@ class LoopConfig:
     learning_rate: float = 5e-5
     max_length: int = 192
     contexts_per_iteration: int = 48  # training contexts each later CRINGE iteration answers
+    candidates: int = 4  # replies sampled per context in each later iteration (BB3x: several, by beam search)
+    min_reward_auc: float = 0.65  # later iterations need a reward model at least this good on held-out thumbs
     held_out_share: float = 0.2  # conversations kept out of training, for evaluation
     eval_contexts: int = 60  # held-out contexts each model answers
     seed: int = 0
+    rater_judge: Path | None = None  # the simulated people's judge (default: the shipped rater half)
+    evaluator_judge: Path | None = None  # the evaluation's judge (default: the shipped evaluator half)
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,21 +51,25 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     from organic.analyze.report import build_report
     from organic.analyze.stats import detection
     from organic.analyze.trolls import score_store as score_trolls, troll_ids
+    from organic.evaluate.judge import EVALUATOR, RATER, Judge, instruments_agreement
+    from organic.evaluate.labelled import human_reference
     from organic.evaluate.run import evaluate_models, held_out_contexts, write_eval_report
     from organic.generate import TransformersBackend, prepare_model
     from organic.learn.data import build_training_set, held_out
-    from organic.learn.iterate import iterate_cringe
+    from organic.generate.base import GenerationSettings
+    from organic.learn.iterate import check_reward_auc, iterate_cringe
     from organic.learn.reward import RewardConfig, RewardModel, evaluate as evaluate_reward, score_store as score_rewards
     from organic.learn.train import TrainConfig, train
     from organic.serve.app import create_app
     from organic.simulate.people import population
     from organic.serve.local import LocalServer
-    from organic.simulate.run import simulate
+    from organic.simulate.run import judge_rater, simulate
     from organic.store.read import iter_conversations
     from organic.store.versions import register_version
 
     console = console or Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
+    notes: dict[str, str] = {}
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -73,10 +81,11 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     base = prepare_model(settings.model, settings.home)
 
     # 1. serve the base model and let simulated people use it ---------------------------------------------
+    rater, evaluator = Judge.load(config.rater_judge or RATER), Judge.load(config.evaluator_judge or EVALUATOR)
     people = population(config.users, config.troll_share, turns=config.turns, seed=config.seed)
     backend = TransformersBackend(base)
     with LocalServer(create_app(settings, [backend], engine=engine)) as url:
-        simulation = simulate(url, people, rating_rate=config.rating_rate, concurrency=config.concurrency)
+        simulation = simulate(url, people, rater=judge_rater(rater), rating_rate=config.rating_rate, concurrency=config.concurrency)
     backend.close()
     (out / "people.json").write_text(json.dumps(simulation.people, indent=1))
     step("simulate")
@@ -113,8 +122,17 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
                          base_model=str(base), metrics=metrics)
         models[name], training[name] = folder, metrics
 
-    iterate_cringe(filtered, base, out / "models" / "cringe", reward, config.iterations, train_config,
-                   contexts_per_iteration=config.contexts_per_iteration,
+    iterations, auc = config.iterations, reward_metrics.get("roc_auc", float("nan"))
+    if iterations > 1:
+        try:
+            check_reward_auc(auc, config.min_reward_auc)
+        except ValueError as gate:  # the first iteration learns from people's thumbs alone; later ones would learn noise
+            iterations, notes["reward_gate"] = 1, str(gate)
+            console.print(f"[yellow]loop[/yellow]: {gate} Training one CRINGE iteration only.")
+    iterate_cringe(filtered, base, out / "models" / "cringe", reward, iterations, train_config,
+                   contexts_per_iteration=config.contexts_per_iteration, candidates=config.candidates,
+                   generation=GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=0.7, top_p=0.9),
+                   reward_auc=auc, min_reward_auc=config.min_reward_auc,
                    on_iteration=lambda i, folder, m: register(f"cringe-it{i}", folder, f"loop-cringe-it{i - 1}" if i > 1 else None, "cringe", m))
     step("cringe")
     register("cringe-unfiltered", out / "models" / "cringe-unfiltered", None, "cringe",
@@ -126,9 +144,11 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     # 5. evaluate every model on held-out conversations ----------------------------------------------------
     # perplexity on replies people judged good (not those only the reward model called good: those are the
     # base model's own words, which would favour it)
-    contexts, good = held_out_contexts(engine, config.held_out_share, config.eval_contexts, seed=config.seed,
-                                       sources=("thumb", "crowd", "feedback"))
-    results = evaluate_models(models, contexts, good, reward, max_new_tokens=config.max_new_tokens)
+    # the evaluator judge was fitted on the half of the labelled set the raters' judge never saw; perplexity is
+    # measured on real human replies no model trained on
+    contexts, _ = held_out_contexts(engine, config.held_out_share, config.eval_contexts, seed=config.seed)
+    results = evaluate_models(models, contexts, human_reference(200), reward, judge=evaluator, max_new_tokens=config.max_new_tokens)
+    results["raters_vs_evaluator"] = instruments_agreement(rater, results)
     write_eval_report(results, out / "eval")
     step("evaluate")
 
@@ -139,7 +159,8 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
                        "canned_replies": simulation.canned, "ratings": {f"{k}:{t}": n for (k, t), n in simulation.ratings.items()},
                        "seconds": round(simulation.seconds, 1), "errors": simulation.errors[:5]},
         "analysis": {k: analysis[k] for k in ("users", "conversations", "messages", "bot_messages", "thumbs_up", "thumbs_down")},
-        "trolls": found.to_json(),
+        "trolls": found.to_json() | {"too_few_labels": sum(s.too_few_labels for s in scores)},
+        "notes": notes,
         "reward_model": reward_metrics,
         "training_data": {"filtered": _sizes(filtered), "unfiltered": _sizes(unfiltered)},
         "training": training,
@@ -166,15 +187,27 @@ def render(summary: dict[str, Any]) -> str:
         f"Simulated {s['people']} people ({s['trolls']} trolls), {s['messages']} messages, {s['feedback_answers']} answers to "
         f"\"what should I have said?\", {s['canned_replies']} canned safety replies, in {s['seconds']:.0f} s.",
         f"Troll detection (user level): {t['flagged']} flagged of {t['total']} users with ratings ({t['positives']} trolls), "
-        f"precision {t['precision']:.2f}, recall {t['recall']:.2f}, ROC AUC {t['auc'] if t['auc'] is not None else 'n/a'}.",
+        f"precision {t['precision']:.2f}, recall {t['recall']:.2f}, ROC AUC {t['auc'] if t['auc'] is not None else 'n/a'}; "
+        f"{t['too_few_labels']} users rated fewer than 3 replies, too few for a trust score.",
         f"Reward model on held-out thumbs: accuracy {r.get('accuracy', float('nan')):.2f}, ROC AUC {r.get('roc_auc', float('nan')):.2f} "
         f"(n = {r.get('n', 0)}).",
         "Training data: " + " and ".join(f"{d['examples']} examples ({d['good']} good, {d['bad']} bad) {how}" for how, d in
                                          (("with troll filtering", summary["training_data"]["filtered"]),
                                           ("without", summary["training_data"]["unfiltered"]))) + ".",
+        *(f"Note: {note}" for note in summary["notes"].values()),
+        "",
+        f"Evaluated on {len(summary['eval']['contexts'])} held-out contexts by the evaluator judge. " + summary["eval"]["judge"]["agreement"],
+        _instruments(summary["eval"].get("raters_vs_evaluator")),
         "",
         render_table(summary["eval"]),
         "",
         "Stage timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timings_s"].items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _instruments(agreement: dict | None) -> str:
+    if not agreement or not agreement.get("n"):
+        return ""
+    return (f"The simulated people's judge (fitted on the other half of the labelled set, no likelihood signals) agrees with "
+            f"the evaluator on {agreement['n']} evaluated replies at good/bad kappa {agreement['kappa_binary']}: two instruments, not one.")

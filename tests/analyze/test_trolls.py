@@ -50,6 +50,39 @@ def test_held_out_folds_never_judge_a_user_by_their_own_labels():
     assert by_user["troll"] < 0.3 and min(by_user[h] for h in ("h1", "h2", "h3", "h4")) > 0.6  # C = 1 keeps p from 1
 
 
+def test_a_users_score_never_depends_on_their_own_labels():
+    # folds of users: the model that scores a user was trained without any of their labels, so flipping all of
+    # one user's labels flips their likelihoods exactly (p_good unchanged). With folds of examples the user's other
+    # labels would teach the model that scores them, and the flip would move it.
+    rng = np.random.default_rng(0)
+    users = [f"u{i // 8}" for i in range(48)]
+    x = rng.normal(size=(48, 4))
+    labels = (x[:, 0] + 0.5 * rng.normal(size=48) > 0).astype(int)
+    flipped = np.where(np.array(users) == "u2", 1 - labels, labels)
+    before = held_out_likelihood(x, labels, users, folds=3)
+    after = held_out_likelihood(x, flipped, users, folds=3)
+    mine = np.array(users) == "u2"
+    np.testing.assert_allclose(after[mine], 1 - before[mine], rtol=0, atol=1e-12)
+    assert not np.allclose(after[~mine], before[~mine])  # their labels do teach the models that score the others
+
+
+def test_trust_needs_three_labels_and_says_so():
+    judgements = [Judgement(u, t, l) for u in ("h1", "h2", "h3", "h4") for t, l in (("great answer", 1), ("awful rude answer", 0))] * 3
+    judgements += [Judgement("newcomer", "great answer", 0), Judgement("newcomer", "awful rude answer", 1)]  # 2, both odd
+    judgements += [Judgement("troll", "great answer", 0), Judgement("troll", "awful rude answer", 1)] * 2  # 4
+    result = trust(judgements, featurize="tfidf", messages={"silent": (3, 0)})
+    rows = {r.user: r for r in result.users}
+    newcomer = rows["newcomer"]
+    assert (newcomer.trust, newcomer.agreement, newcomer.labels, newcomer.is_troll) == (None, None, 2, False)
+    assert newcomer.too_few_labels and "too few labels for a trust score: 2 rated turns, fewer than 3" in newcomer.why
+    assert newcomer.to_json()["too_few_labels"] is True
+    assert rows["troll"].is_troll and rows["troll"].trust is not None and not rows["troll"].too_few_labels
+    assert not rows["silent"].too_few_labels and rows["silent"].trust is None  # never rated: not a rater
+    assert result.too_few_labels == 1
+    strict = trust(judgements, TrustConfig(min_labels=5), featurize="tfidf")
+    assert strict.too_few_labels == 2 and troll_ids(strict.users) == set()
+
+
 def test_a_troll_is_flagged_with_a_reason_and_a_helper_is_not():
     judgements = [Judgement(u, t, l) for u in ("h1", "h2", "h3", "h4") for t, l in (("great answer", 1), ("awful rude answer", 0))] * 3
     judgements += [Judgement("troll", "great answer", 0), Judgement("troll", "awful rude answer", 1)] * 3

@@ -19,8 +19,8 @@ from organic.evaluate.judges import (
     judge_many,
     non_word_share,
     repetition,
-    reply_nll,
 )
+from organic.generate.batch import reply_nll
 from organic.taxonomy import CrowdLabel as L
 from tiny import tiny_llama_folder
 

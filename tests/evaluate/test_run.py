@@ -12,16 +12,18 @@ import pytest
 from organic.evaluate.run import (
     evaluate_models,
     held_out_contexts,
+    mcnemar,
     perplexity,
     render_table,
     resolve_models,
     write_eval_report,
 )
-from organic.evaluate.judges import JudgeResult, agreement
+from organic.evaluate.judge import assess
 from organic.learn.data import Example
 from organic.learn.reward import RewardConfig, RewardModel
 from organic.taxonomy import CrowdLabel
 from support import FIXTURES
+from judging import small_judge
 from tiny import tiny_llama_folder
 
 CONTEXTS = [
@@ -45,43 +47,61 @@ def test_two_identical_models_get_identical_results(tmp_path, reward):
     first = tiny_llama_folder(tmp_path / "a", seed=0)
     second = shutil.copytree(first, tmp_path / "b")
     seen = []
-    results = evaluate_models({"a": first, "b": second}, CONTEXTS, GOOD, reward, max_new_tokens=4, progress=seen.append)
+    results = evaluate_models({"a": first, "b": second}, CONTEXTS, GOOD, reward, judge=small_judge(), max_new_tokens=4,
+                              progress=seen.append)
     assert sum(seen) == 2 * len(CONTEXTS)
     a, b = results["models"]["a"], results["models"]["b"]
     assert len(a["replies"]) == len(CONTEXTS) and a["replies"] == b["replies"]  # the same seed for every model
-    assert [j["label"] for j in a["judges"]] == [j["label"] for j in b["judges"]]
-    assert all(CrowdLabel.parse(j["label"]) for j in a["judges"])
+    assert a["labels"] == b["labels"] and a["p_bad"] == b["p_bad"]
+    assert all(CrowdLabel.parse(label) for label in a["labels"]) and all(0 <= p <= 1 for p in a["p_bad"])
     assert a["breakdown"]["n"] == 3 and sum(a["breakdown"][c.value]["count"] for c in CrowdLabel) == 3
-    assert math.isfinite(a["perplexity"]) and a["perplexity"] > 1 and a["perplexity"] == pytest.approx(b["perplexity"])
-    assert a["perplexity_tokens"] == 3 + 2  # "fine thanks" + EOS, "canberra" + EOS
+    g = a["guards"]
+    assert math.isfinite(g["perplexity_human"]) and g["perplexity_human"] > 1 and g["perplexity_human"] == pytest.approx(b["guards"]["perplexity_human"])
+    assert g["perplexity_tokens"] == 3 + 2  # "fine thanks" + EOS, "canberra" + EOS
+    assert g["words"]["mean"] == pytest.approx(sum(len(r.split()) for r in a["replies"]) / 3)
+    assert g["cut"]["n"] == 3 and 0 <= g["copied_from_user"]["mean"] <= 1
+    assert a["paired"] is None and b["paired"]["against"] == "a"
+    assert b["paired"]["fixed"] == b["paired"]["broken"] == 0 and b["paired"]["p_value"] == 1.0  # identical verdicts
     assert 0 <= a["reward"]["mean_p_good"] <= 1 and a["reward"]["judged_good"]["n"] == 3
-    assert results["contexts"] == CONTEXTS and results["good_replies"] == 2
+    assert results["contexts"] == CONTEXTS and results["human_replies"] == 2
 
     other = tiny_llama_folder(tmp_path / "c", seed=1)
-    assert perplexity(other, GOOD)[0] != pytest.approx(a["perplexity"])  # different weights, different fluency
+    assert perplexity(other, GOOD)[0] != pytest.approx(g["perplexity_human"])  # different weights, different fluency
     assert perplexity(other, []) == (None, 0)
 
     json_path, md_path = write_eval_report(results, tmp_path / "report")
     assert json.loads(json_path.read_text())["models"]["a"]["replies"] == a["replies"]
     table = md_path.read_text()
     assert render_table(results) in table
-    assert "| Model | n | Good |" in table and "| Perplexity | Reward P(good) |" in table
+    assert "| Model | n | Good |" in table and "| Words | Copied | Cut % | PPL human |" in table
     rows = [line for line in table.splitlines() if line.startswith("| a |") or line.startswith("| b |")]
-    assert len(rows) == 2 and f"{a['perplexity']:.2f}" in rows[0] and f"{a['reward']['mean_p_good']:.3f}" in rows[0]
+    assert len(rows) == 2 and f"{g['perplexity_human']:.2f}" in rows[0] and f"{a['reward']['mean_p_good']:.3f}" in rows[0]
+    assert "+0.0 [+0.0, +0.0], p=1" in rows[1]
 
 
-def test_without_reward_or_good_replies_those_columns_stay_empty(tmp_path):
+def test_mcnemar_against_hand_counts():
+    before = [True] * 10 + [False] * 10
+    after = [False] * 8 + [True] * 2 + [False] * 9 + [True]  # 8 fixed, 1 broken
+    result = mcnemar(before, after, "base", "new")
+    assert (result["fixed"], result["broken"], result["n"]) == (8, 1, 20)
+    assert result["bad_rate_change"] == pytest.approx(-35.0)  # 10/20 bad -> 3/20 bad
+    assert result["p_value"] == pytest.approx(2 * (1 + 9) / 2**9)  # two-sided exact binomial, 1 of 9
+    low, high = result["ci95"]
+    assert low < -35.0 < high < 0
+    with pytest.raises(ValueError, match="same contexts"):
+        mcnemar([True], [True, False])
+
+
+def test_without_reward_or_human_replies_those_columns_stay_empty(tmp_path):
     folder = tiny_llama_folder(tmp_path / "a")
-    results = evaluate_models({"only": folder}, CONTEXTS[:1], [], None, max_new_tokens=2)
+    results = evaluate_models({"only": folder}, CONTEXTS[:1], [], None, judge=small_judge(), max_new_tokens=2)
     model = results["models"]["only"]
-    assert model["reward"] is None and model["perplexity"] is None
-    results["crowd_agreement"] = agreement([JudgeResult(CrowdLabel.GOOD, ()), JudgeResult(CrowdLabel.OTHER, (CrowdLabel.OTHER,))],
-                                           [CrowdLabel.GOOD, CrowdLabel.REPEATING])
+    assert model["reward"] is None and model["guards"]["perplexity_human"] is None
+    results["crowd_agreement"] = assess([CrowdLabel.GOOD, CrowdLabel.REPEATING], [CrowdLabel.GOOD, CrowdLabel.OTHER])
     _, md_path = write_eval_report(results, tmp_path / "report")
     report = md_path.read_text()
-    assert [line for line in report.splitlines() if line.startswith("| only |")][0].endswith("|  |  |")
-    assert "On 2 bot replies with a crowd majority label. Single label: accuracy 0.500" in report
-    assert "| Repeating | 0.500 | 0.000 | 0 | 1 |" in report
+    assert [line for line in report.splitlines() if line.startswith("| only |")][0].endswith("|  |  |  |")
+    assert "On 2 bot replies with a crowd majority label: good/bad kappa 1.0, recall on bad 1.0" in report
 
 
 def test_held_out_contexts_come_from_held_out_conversations(engine):
@@ -123,14 +143,16 @@ def test_cli_eval_writes_table9_for_each_model(database_url, tmp_path):
     from support import FIXTURES
     from tiny import tiny_llama_folder
 
+    small_judge(tmp_path / "judge")
     runner = CliRunner()
     assert runner.invoke(app, ["import", "bb3x", str(FIXTURES / "bb3x_sample.jsonl"), "--database-url", database_url]).exit_code == 0
     a, b = tiny_llama_folder(tmp_path / "a", seed=0), tiny_llama_folder(tmp_path / "b", seed=1)
     result = runner.invoke(app, ["eval", "--model", f"first={a}", "--model", f"second={b}", "--held-out-share", "1",
                                  "--contexts", "4", "--max-new-tokens", "4", "--out", str(tmp_path / "eval"),
-                                 "--database-url", database_url])
+                                 "--judge", str(tmp_path / "judge"), "--human-replies", "3", "--database-url", database_url])
     assert result.exit_code == 0, result.output
     assert "first" in result.output and "second" in result.output
     assert (tmp_path / "eval" / "eval.json").is_file() and (tmp_path / "eval" / "eval.md").is_file()
-    none = runner.invoke(app, ["eval", "--model", f"x={a}", "--held-out-share", "0", "--database-url", database_url])
+    none = runner.invoke(app, ["eval", "--model", f"x={a}", "--held-out-share", "0", "--judge", str(tmp_path / "judge"),
+                               "--database-url", database_url])
     assert none.exit_code == 2 and "no held-out contexts" in none.output

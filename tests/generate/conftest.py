@@ -1,4 +1,4 @@
-"""Shared fixtures: the bundled SmolLM2 prepared once per session, and a tiny random Llama with its tokenizer."""
+"""Shared fixtures: a tiny random Llama with SmolLM2's tokenizer (``prepared_home`` is in tests/conftest.py)."""
 
 import os
 
@@ -8,17 +8,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from organic.generate import BUNDLED_MODEL, prepare_model
+from organic.generate import BUNDLED_MODEL
 
 torch.set_num_threads(1)  # the test machine's cores are shared
-
-
-@pytest.fixture(scope="session")
-def prepared_home(tmp_path_factory):
-    """An organic home with the bundled model prepared in it (the one slow step of this suite, about 20 s)."""
-    home = tmp_path_factory.mktemp("organic-home")
-    prepare_model(BUNDLED_MODEL, home)
-    return home
 
 
 @pytest.fixture(scope="session")

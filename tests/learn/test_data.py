@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from organic.learn.data import build_training_set, examples, held_out, label_of
+from organic.learn.data import Example, build_training_set, examples, held_out, label_of, select_examples
 from organic.store.records import ConversationRecord, MessageRecord
 
 
@@ -55,6 +55,58 @@ def test_dislike_answer_becomes_a_positive_only_when_asked():
     assert [e.reply for e in build_training_set([c])] == ["Sydney."]
     with_answers = build_training_set([c], feedback_as_positive=True)
     assert [(e.reply, e.label, e.source) for e in with_answers] == [("Sydney.", 0, "thumb"), ("Canberra.", 1, "feedback")]
+
+
+def test_copies_of_a_positive_are_capped_across_contexts_not_per_context():
+    # the same stock reply under three different contexts: copies of one text, as BB3x counted them
+    same = [convo(f"c{i}", f"u{i}", human(f"question {i}"), bot("That's great!", thumb="up")) for i in range(3)]
+    built = build_training_set(same)
+    assert [e.context[0]["content"] for e in built] == ["question 0", "question 1"]
+
+
+def ex(reply: str, label: int, context: str = "hi") -> Example:
+    return Example([{"role": "user", "content": context}], reply, label, "c", "u", "reward")
+
+
+def test_select_examples_caps_positives_then_balances_keeping_order():
+    pool = [ex("ok", 1, "a"), ex("no", 0, "a"), ex("ok", 1, "b"), ex("ok", 1, "c"), ex("no", 0, "b"),
+            ex("fine", 1, "a"), ex("?", -1), ex("bad", 0, "c"), ex("worse", 0, "c")]
+    capped = select_examples(pool, max_copies=2)
+    assert [(e.reply, e.context[0]["content"]) for e in capped] == [
+        ("ok", "a"), ("no", "a"), ("ok", "b"), ("no", "b"), ("fine", "a"), ("bad", "c"), ("worse", "c")]
+    assert len(select_examples(pool, max_copies=None)) == 8  # no cap; the unlabelled one is never selected
+    balanced = select_examples(pool, max_copies=2, balance=True, seed=3)
+    assert sum(e.label == 1 for e in balanced) == sum(e.label == 0 for e in balanced) == 3
+    assert [e for e in capped if e in balanced] == balanced  # a subsample, in the input's order
+    assert balanced == select_examples(pool, max_copies=2, balance=True, seed=3)
+
+
+def test_feedback_answers_must_pass_the_safety_layer():
+    def disliked(cid: str, answer: MessageRecord) -> ConversationRecord:
+        return convo(cid, "u", human("capital of Australia?"), bot("Sydney.", thumb="down"),
+                     bot("What should I have said?"), answer)
+
+    convos = [disliked("kind", human("Canberra.", is_dislike_feedback=True)),
+              disliked("abuse", human("Shut up you stupid idiot.", is_dislike_feedback=True)),
+              disliked("topic", human("Let us talk about abortion and who to vote for.", is_dislike_feedback=True)),
+              disliked("stored", human("Canberra, obviously.", is_dislike_feedback=True,
+                                       safety={"duo_safety": "__notok__", "string_matcher": "__ok__"}))]
+    built = build_training_set(convos, feedback_as_positive=True)
+    assert [(e.conversation_id, e.reply) for e in built if e.source == "feedback"] == [("kind", "Canberra.")]
+    assert sum(e.source == "thumb" for e in built) == 4  # the disliked replies stay negatives
+    assert [e.reply for e in examples(convos, feedback_as_positive=True) if e.label == 1] == ["Canberra."]
+
+
+def test_excluded_users_leave_no_example_of_any_kind():
+    troll = convo("t", "troll", human("hi"), bot("hello!", thumb="up"), human("how are you"),
+                  bot("Terrible.", thumb="down"), human("Fine thanks.", is_dislike_feedback=True),
+                  human("and you"), bot("Good.", labels={"good": 2}),
+                  human("ok"), bot("Bye.", reward="Predicted class: __ok__ with probability: 0.8"))
+    helper = convo("h", "helper", human("hi"), bot("hello there", thumb="up"))
+    everything = build_training_set([troll, helper], feedback_as_positive=True)
+    assert {e.source for e in everything if e.user_pseudo_id == "troll"} == {"thumb", "feedback", "crowd", "reward"}
+    built = build_training_set([troll, helper], feedback_as_positive=True, exclude_users={"troll"})
+    assert [(e.user_pseudo_id, e.reply) for e in built] == [("helper", "hello there")]
 
 
 def test_held_out_split_is_stable_and_by_conversation():

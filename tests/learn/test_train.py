@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from organic.learn.data import Example
-from organic.learn.train import TrainConfig, train
-from tiny import tiny_llama_folder
+from organic.learn.train import TrainConfig, _dataset, train
+from tiny import tiny_llama_folder, word_tokenizer
 
 USER = [{"role": "user", "content": "what is the capital of australia"}]
 
@@ -61,3 +61,10 @@ def test_missing_data_is_a_clear_error(tmp_path):
         train("dpo", data(pairs=False), base, tmp_path / "out", TrainConfig(max_steps=1))
     with pytest.raises(ValueError, match="unknown method"):
         train("ppo", data(), base, tmp_path / "out")
+
+
+def test_cringe_rows_carry_each_example_label():
+    # a bad reply labelled good would turn CRINGE into SFT on disliked replies: the label must reach the row
+    examples = data() + [Example(USER, "no idea", -1, "c6", "u6", "none")]
+    rows = _dataset("cringe", examples, word_tokenizer(), TrainConfig())
+    assert rows["example_label"] == [1, 0, 1, 0, 0, 1]  # in order; unlabelled replies are not CRINGE rows

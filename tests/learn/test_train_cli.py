@@ -62,3 +62,44 @@ def test_train_arguments_are_checked(database_url, tmp_path):
     empty = runner.invoke(app, ["train", "--method", "dpo", "--model", str(tiny_llama_folder(tmp_path / "m")),
                                 "--database-url", database_url])
     assert empty.exit_code == 2 and "no training data for dpo" in empty.output
+
+
+def troll_conversations() -> list[str]:
+    """Three conversations of a user whose messages are mostly unsafe (what `organic trolls` flags), each with a
+    liked reply, a disliked reply and a harmless-looking answer to "what should I have said?"."""
+    unsafe = {"duo_safety": "__notok__", "string_matcher": "__ok__"}
+    ok = {"duo_safety": "__ok__", "string_matcher": "__ok__"}
+    return [json.dumps({"user_pseudo_id": "troll", "convo_id": f"t{k}", "message_history": [
+        {"text": "you are garbage", "sender": "human", "safety": unsafe},
+        {"text": f"troll liked reply {k}", "sender": "bot", "isLiked": True, "isDisliked": False},
+        {"text": "i hate you", "sender": "human", "safety": unsafe},
+        {"text": f"troll disliked reply {k}", "sender": "bot", "isLiked": False, "isDisliked": True},
+        {"text": f"troll answer {k}", "sender": "human", "safety": ok, "isDislikeFeedback": True}]}) for k in range(3)]
+
+
+def test_exclude_trolls_leaves_the_flagged_users_examples_out(database_url, tmp_path, monkeypatch):
+    import organic.learn.train
+    from organic.analyze import trolls
+
+    fill_store(database_url, tmp_path / "data.jsonl")
+    (tmp_path / "trolls.jsonl").write_text("\n".join(troll_conversations()) + "\n")
+    imported = CliRunner().invoke(app, ["import", "bb3x", str(tmp_path / "trolls.jsonl"), "--database-url", database_url])
+    assert imported.exit_code == 0, imported.output
+    monkeypatch.setitem(trolls.FEATURIZERS, "minilm", trolls.tfidf)  # the same scoring, on quicker features
+    received = []
+
+    def train(method, examples, base, out, config):  # what the CLI hands to training
+        received.append(examples)
+        out.mkdir(parents=True, exist_ok=True)
+        return {"train_loss": 0.0, "steps": 0}
+
+    monkeypatch.setattr(organic.learn.train, "train", train)
+    base = tiny_llama_folder(tmp_path / "base")
+    args = ["train", "--method", "cringe", "--model", str(base), "--no-balance", "--database-url", database_url]
+    for flag in ([], ["--exclude-trolls"]):
+        result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / f"out{len(flag)}"), *flag])
+        assert result.exit_code == 0, result.output
+    everyone, filtered = received
+    assert {e.source for e in everyone if e.user_pseudo_id == "troll"} == {"thumb", "feedback"}  # 6 replies, 3 answers
+    assert not [e for e in filtered if e.user_pseudo_id == "troll" or e.reply.startswith("troll")]
+    assert [e for e in everyone if e.user_pseudo_id != "troll"] == filtered  # no one else is left out

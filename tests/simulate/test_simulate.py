@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -32,6 +34,34 @@ def test_people_behave_as_their_kind():
     assert person("gaslight_troll").says(0) != dialogue.turns[0]
 
 
+def test_helpers_rate_by_the_raters_probability_with_their_own_strictness_and_slips():
+    import random
+
+    dialogue = dialogues(1, turns=2)[0]
+    strict, kind = (Person("helper", dialogue, random.Random(0), strictness=s, slip=0.0) for s in (-0.2, 0.2))
+    assert strict.thumb(CrowdLabel.GOOD, 0.4, 0.5)[0] == "down"  # 0.4 reaches the strict person's 0.3
+    assert kind.thumb(CrowdLabel.NONSENSICAL, 0.6, 0.5)[0] == "up"  # 0.6 is under the kind person's 0.7
+    assert kind.thumb(CrowdLabel.NONSENSICAL, 0.9, 0.5) == ("down", "nonsensical")
+    careless = [Person("helper", dialogue, random.Random(i), slip=0.05).thumb(CrowdLabel.GOOD, 0.1, 0.5)[0] for i in range(2000)]
+    assert 0.02 < careless.count("down") / 2000 < 0.08
+    people = population(200, 0.0)
+    assert 0.05 < np.std([p.strictness for p in people]) < 0.15  # people differ
+
+
+def test_simulated_people_never_speak_the_reserved_conversations_nor_use_the_evaluators_judge():
+    import inspect
+
+    import organic.simulate.people as people_module
+    import organic.simulate.run as run_module
+    from organic.evaluate.labelled import human_reference, load
+
+    reserved_text = {i.context[-1]["content"] for i in load()} | {c[-1]["content"] for c, _ in human_reference(200)}
+    spoken = {turn for d in dialogues(400, turns=4) for turn in d.turns}
+    assert not reserved_text & spoken
+    for module in (people_module, run_module):
+        assert "EVALUATOR" not in inspect.getsource(module) and "evaluate.run" not in inspect.getsource(module)
+
+
 def test_population_mixes_kinds_on_real_dialogues():
     people = population(20, 0.3, ("troll", "gaslight_troll"), turns=3)
     kinds = [p.kind for p in people]
@@ -42,7 +72,9 @@ def test_population_mixes_kinds_on_real_dialogues():
 def test_simulation_against_a_live_server(live_server, store_engine):
     base = live_server()
     people = population(10, 0.4, ("safe_troll", "unsafe_troll"), turns=3, seed=1)
-    report = simulate(base, people, judge=lambda context, reply: CrowdLabel.OFF_TOPIC, rating_rate=1.0, concurrency=4)
+    for p in people:
+        p.slip = 0.0  # every helper follows the rater here
+    report = simulate(base, people, rater=lambda context, reply: (CrowdLabel.OFF_TOPIC, None, 0.5), rating_rate=1.0, concurrency=4)
     assert not report.errors and len(report.people) == 10
     kinds = {p: k for p, k in report.people.items()}
     assert sum(k != "helper" for k in kinds.values()) == 4
@@ -63,7 +95,7 @@ def test_simulation_against_a_live_server(live_server, store_engine):
 def test_cli_simulate_writes_a_manifest(database_url, tmp_path, monkeypatch):
     import organic.simulate.run as run
 
-    monkeypatch.setattr(run, "_default_judge", lambda: (lambda context, reply: CrowdLabel.GOOD))
+    monkeypatch.setattr(run, "default_rater", lambda: (lambda context, reply: (CrowdLabel.GOOD, None, 0.5)))
     result = CliRunner().invoke(app, ["simulate", "--users", "6", "--troll-share", "0.5", "--turns", "2", "--rating-rate", "1",
                                       "--backend", "echo", "--manifest", str(tmp_path / "people.json"),
                                       "--database-url", database_url])

@@ -10,7 +10,10 @@ Their finding: judge a *user* by all of their labels together, not each label on
    labels so that one unlucky label does not condemn a newcomer:
        trust_u = (sum_{i in u} p_i + prior * mean_i p_i) / (n_u + prior)
    A helper's labels mostly agree with what everybody else taught the model (trust near the model's accuracy);
-   a troll who flips labels sits near 1 - accuracy; one who labels at random near 0.5.
+   a troll who flips labels sits near 1 - accuracy; one who labels at random near 0.5. A user with fewer than
+   ``min_labels`` labels (default 3) gets no trust at all: their score would be mostly the prior. They are
+   reported as "too few labels" (``UserScore.too_few_labels``, counted by ``TrustResult.too_few_labels``), are
+   never flagged for their labels, and their labels still teach the models that judge the others.
 3. Again (``rounds``, default 3: Ju et al.'s multi-stage cleaning): the users under the threshold are left out
    of the training folds and everyone is scored afresh by a model less and less taught by trolls (on SafetyMix
    at 30% gaslighters, user-level ROC AUC goes 0.88, 0.94, 0.98 over rounds 1-3; see bench/trolls.py). When more than
@@ -18,8 +21,8 @@ Their finding: judge a *user* by all of their labels together, not each label on
    little: the ``max_drop`` least trusted are left out instead.
 
 Beside the labels, a user's own messages count: the share that failed the safety check (``organic.safety``).
-``is_troll`` is trust under ``threshold`` (for users with at least ``min_labels`` labels, when the held-out
-model is informative) or, for users with at least ``min_messages`` messages, an unsafe share over
+``is_troll`` is trust under ``threshold`` (users with at least ``min_labels`` labels, when the held-out model
+is informative) or, for users with at least ``min_messages`` messages, an unsafe share over
 ``unsafe_threshold`` (``TrustConfig``). ``why`` says which, in words.
 
 What a label is about depends on the data: for the store, a user's thumbs on bot replies (the text is the
@@ -50,13 +53,14 @@ class Judgement:
 @dataclass
 class UserScore:
     user: str
-    trust: float | None  # None for a user who gave no labels
+    trust: float | None  # None for a user with fewer than ``min_labels`` labels (none included)
     labels: int
     agreement: float | None  # share of their labels the held-out model would also give
     messages: int  # their own messages with a safety verdict
     unsafe_messages: int
     is_troll: bool
     why: str
+    too_few_labels: bool = False  # rated, but fewer than ``min_labels`` times: no trust score
 
     @property
     def unsafe_rate(self) -> float | None:
@@ -65,7 +69,8 @@ class UserScore:
     def to_json(self) -> dict:
         return {"user": self.user, "trust": None if self.trust is None else round(self.trust, 4), "labels": self.labels,
                 "agreement": None if self.agreement is None else round(self.agreement, 4), "messages": self.messages,
-                "unsafe_messages": self.unsafe_messages, "is_troll": self.is_troll, "why": self.why}
+                "unsafe_messages": self.unsafe_messages, "is_troll": self.is_troll, "too_few_labels": self.too_few_labels,
+                "why": self.why}
 
 
 @dataclass
@@ -73,6 +78,11 @@ class TrustResult:
     users: list[UserScore]  # lowest trust first
     example_scores: np.ndarray  # p_i for each judgement, in input order: the example-level score
     model_agreement: float | None = None  # mean p_i over the labels of the users the last round trusted
+
+    @property
+    def too_few_labels(self) -> int:
+        """How many users rated too few times to get a trust score: a report should say so beside the flags."""
+        return sum(r.too_few_labels for r in self.users)
 
 
 # features -----------------------------------------------------------------------------------------------
@@ -142,7 +152,7 @@ class TrustConfig:
     folds: int = 5  # folds of users: each fold is judged by a model trained on the others
     rounds: int = 3  # rounds of cleaning: users under the threshold leave the next round's training folds
     threshold: float = 0.6  # flag a user whose trust is under this ...
-    min_labels: int = 3  # ... when they gave at least this many labels (one or two labels say too little)
+    min_labels: int = 3  # a trust score needs at least this many labels (one or two say too little)
     unsafe_threshold: float | None = 0.5  # flag a user with more than this share of unsafe messages ...
     min_messages: int = 5  # ... among at least this many of their messages
     prior: float = 2.0  # pseudo labels at the overall mean that each user's trust is shrunk with
@@ -176,7 +186,8 @@ def trust(judgements: Sequence[Judgement], config: TrustConfig | None = None, *,
         for _ in range(max(1, config.rounds)):
             likelihood = held_out_likelihood(features, labels, users, folds=config.folds, seed=config.seed, train_mask=keep)
             scores = user_trust(users, likelihood, config.prior)
-            kept = _trusted(scores, config.threshold, config.max_drop)
+            judged = {u: s for u, s in scores.items() if s[1] >= config.min_labels}
+            kept = _trusted(judged, config.threshold, config.max_drop) | (scores.keys() - judged.keys())
             keep = np.array([u in kept for u in users])
         model_agreement = float(likelihood[keep].mean())
     messages = messages or {}
@@ -187,8 +198,9 @@ def trust(judgements: Sequence[Judgement], config: TrustConfig | None = None, *,
 
 
 def _trusted(scores: dict[str, tuple[float, int, float]], threshold: float, max_drop: float) -> set[str]:
-    """Users whose labels train the next round: those at or over the threshold, but never fewer than the
-    ``1 - max_drop`` most trusted (when most users look bad, the model itself was taught by trolls)."""
+    """Of the users with a trust score, those whose labels train the next round: those at or over the threshold,
+    but never fewer than the ``1 - max_drop`` most trusted (when most users look bad, the model itself was taught
+    by trolls)."""
     ranked = sorted(scores, key=lambda u: -scores[u][0])
     at_least = max(1, round(len(ranked) * (1 - max_drop)))
     return {u for i, u in enumerate(ranked) if i < at_least or scores[u][0] >= threshold}
@@ -199,18 +211,23 @@ def _row(user: str, score, own: tuple[int, int], config: TrustConfig, model_agre
     reasons, flags = [], []
     trust_value = agreement = None
     n = 0
+    too_few = False
     if score is not None:
-        trust_value, n, agreement = score
-        low = trust_value < config.threshold
-        text = (f"a model trained on other users agrees with {agreement:.0%} of their {n} label{'s' * (n != 1)} "
-                f"(trust {trust_value:.2f}, {'under' if low else 'at or over'} {config.threshold:g}")
-        if low and n < config.min_labels:
-            low, text = False, text + f"; too few labels to judge by, fewer than {config.min_labels}"
-        elif low and model_agreement is not None and model_agreement < config.threshold:
-            low, text = False, text + (f"; not judged: the model agrees with only {model_agreement:.0%} of the trusted "
-                                       "users' labels, too little to learn from")
-        reasons.append(text + ")")
-        flags.append(low)
+        n = score[1]
+        too_few = n < config.min_labels
+        if too_few:
+            reasons.append(f"too few labels for a trust score: {n} rated turn{'s' * (n != 1)}, "
+                           f"fewer than {config.min_labels}")
+        else:
+            trust_value, _, agreement = score
+            low = trust_value < config.threshold
+            text = (f"a model trained on other users agrees with {agreement:.0%} of their {n} label{'s' * (n != 1)} "
+                    f"(trust {trust_value:.2f}, {'under' if low else 'at or over'} {config.threshold:g}")
+            if low and model_agreement is not None and model_agreement < config.threshold:
+                low, text = False, text + (f"; not judged: the model agrees with only {model_agreement:.0%} of the "
+                                           "trusted users' labels, too little to learn from")
+            reasons.append(text + ")")
+            flags.append(low)
     if total:
         share = unsafe / total
         high = config.unsafe_threshold is not None and total >= config.min_messages and share > config.unsafe_threshold
@@ -219,7 +236,7 @@ def _row(user: str, score, own: tuple[int, int], config: TrustConfig, model_agre
         flags.append(high)
     is_troll = any(flags)
     why = ("troll: " if is_troll else "helper: ") + "; ".join(reasons) if reasons else "no labels and no messages"
-    return UserScore(user, trust_value, n, agreement, total, unsafe, is_troll, why)
+    return UserScore(user, trust_value, n, agreement, total, unsafe, is_troll, why, too_few)
 
 
 def score_users(judgements: Sequence[Judgement], config: TrustConfig | None = None, **options) -> list[UserScore]:

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from organic.embeddings import embed, model_path
+from organic.generate.batch import reply_nll
 from organic.learn.data import ROLE, is_canned
 from organic.taxonomy import CrowdLabel, Sender
 
@@ -142,38 +143,6 @@ def non_word_share(text: str) -> float:
 
 def last_user_turn(context: Sequence[dict]) -> str | None:
     return next((m["content"] for m in reversed(context) if m["role"] == "user"), None)
-
-
-# likelihood under a reference causal LM ---------------------------------------------------------------------
-def reply_nll(folder: Path, contexts: Sequence[Sequence[dict]], replies: Sequence[str], *, batch_size: int = 8,
-              max_length: int = 512) -> list[tuple[float, int]]:
-    """For each reply, the summed negative log-likelihood (nats) of its tokens and the closing EOS given its
-    context under the causal LM in ``folder``, and how many tokens that is. The context goes through the chat
-    template and is masked (label -100), so only reply tokens count; past ``max_length`` the oldest context goes."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from organic.learn.cringe import IGNORE_INDEX, tokenize_example
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    rows = [tokenize_example(tokenizer, list(c), r, -1, max_length) for c, r in zip(contexts, replies)]
-    out: list[tuple[float, int]] = []
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        width = max(len(r["input_ids"]) for r in batch)
-        ids = torch.tensor([r["input_ids"] + [tokenizer.pad_token_id] * (width - len(r["input_ids"])) for r in batch])
-        labels = torch.tensor([r["labels"] + [IGNORE_INDEX] * (width - len(r["labels"])) for r in batch])
-        mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in batch])
-        with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        targets = labels[:, 1:]  # token t is predicted from the logits at t - 1
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none")
-        counted = targets != IGNORE_INDEX
-        out += [(float(s), int(c)) for s, c in zip(nll.sum(dim=1), counted.sum(dim=1))]
-    return out
 
 
 # the judges --------------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""``organic eval``: let each model answer the held-out contexts, judge the replies, and report Table 9 per model
-with perplexity on held-out good replies (the fluency guard) and the reward model's mean P(good).
+"""``organic eval``: let each model answer the held-out contexts, judge the replies with the learned judge, and
+report Table 9 per model with the judge's agreement with labels made by reading, the guards against gaming the
+judge (length, copying, cut-off replies, perplexity on real human replies) and a paired test against the first model.
 
-    held = held_out_contexts(engine, share=0.2, limit=200)
-    results = evaluate_models({"base": base, "cringe-it3": it3}, held.contexts, held.good, reward, max_new_tokens=48)
-    write_eval_report(results, Path("runs/eval"))   # eval.json (every reply, label and score) and eval.md
+    held = held_out_contexts(engine, share=0.2, limit=300)
+    results = evaluate_models({"base": base, "cringe-it3": it3}, held.contexts, human_reference(200), reward)
+    write_eval_report(results, Path("runs/eval"))   # eval.json (every reply, label and P(bad)) and eval.md
 
 Held out means what ``organic.learn.data.held_out`` says, with the same share and seed as training used, so no
 evaluated context was trained on. Every model samples with the same seed, so identical weights give identical
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -25,7 +25,8 @@ import numpy as np
 
 from organic.analyze.stats import Proportion
 from organic.evaluate.breakdown import Breakdown, breakdown, render_markdown
-from organic.evaluate.judges import Thresholds, judge_many, reply_nll
+from organic.generate.base import GenerationSettings
+from organic.generate.batch import generate_replies, reply_nll
 from organic.taxonomy import CrowdLabel
 
 Pair = tuple[list[dict], str]  # a context and a reply to it
@@ -73,41 +74,80 @@ def perplexity(folder: Path, pairs: Sequence[Pair], *, batch_size: int = 8) -> t
     return math.exp(total / tokens), tokens
 
 
-def evaluate_models(model_folders: Mapping[str, Path], contexts: Sequence[list[dict]], good_replies_for_ppl: Sequence[Pair],
-                    reward=None, *, max_new_tokens: int = 48, batch_size: int = 8, seed: int = 0,
-                    reference_model: Path | None = None, thresholds: Thresholds | None = None,
-                    progress: Callable[[int], None] | None = None) -> dict:
-    """For each model: its replies to ``contexts`` (sampled as ``learn.iterate.generate_replies`` does, same seed
-    for all), the judges' labels and scores, the Table 9 breakdown, perplexity on ``good_replies_for_ppl`` and, with
-    a ``reward`` model (``learn.reward.RewardModel``), the mean P(good) of its replies. ``progress(n)`` is called as
-    replies are generated. Returns the JSON-ready results that ``write_eval_report`` writes."""
-    from organic.learn.iterate import generate_replies
+def evaluate_models(model_folders: Mapping[str, Path], contexts: Sequence[list[dict]], human_replies: Sequence[Pair],
+                    reward=None, *, judge=None, max_new_tokens: int = 48, batch_size: int = 8, seed: int = 0,
+                    engine: str = "transformers", progress: Callable[[int], None] | None = None) -> dict:
+    """For each model: its replies to ``contexts`` (sampled by ``generate.batch.generate_replies``, same seed for
+    all), the learned judge's labels and P(bad) (``judge``, default the shipped one), the Table 9 breakdown, the
+    guards against gaming the judge (reply length, share copied from the user, share cut off, perplexity on
+    ``human_replies``: real human replies in their contexts) and, with a ``reward`` model, its mean P(good). The
+    first model is the baseline: every other one gets a paired McNemar test of its bad rate against it, on the
+    same contexts. ``engine`` is the generation engine (``generate.batch.ENGINES``). ``progress(n)`` is called as replies are generated. Returns the JSON-ready results that
+    ``write_eval_report`` writes."""
+    from organic.evaluate.judge import Judge, agreement_line, load_reference
+    from organic.evaluate.signals import text_signals
 
-    thresholds = thresholds or Thresholds()
+    judge = judge or Judge.shipped()
+    lm = load_reference(judge) if judge.uses_lm else None
     contexts = [list(c) for c in contexts]
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9, seed=seed)
     results = {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "settings": {"max_new_tokens": max_new_tokens, "seed": seed, "reference_model": str(reference_model) if reference_model else None,
-                     "thresholds": asdict(thresholds)},
+        "settings": settings.to_json() | {"engine": engine},
+        "judge": {"info": judge.info, "agreement": agreement_line(judge), "reference": judge.reference},
         "contexts": contexts,
-        "good_replies": len(good_replies_for_ppl),
+        "human_replies": len(human_replies),
         "models": {},
     }
+    baseline = None
     for name, folder in model_folders.items():
-        replies = generate_replies(Path(folder), contexts, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
-                                   progress=progress)
-        judged = judge_many(contexts, replies, thresholds=thresholds, reference_model=reference_model)
-        ppl, tokens = perplexity(Path(folder), good_replies_for_ppl, batch_size=batch_size)
+        replies = generate_replies(Path(folder), contexts, settings, batch_size=batch_size, progress=progress, engine=engine)
+        texts = [r.text for r in replies]
+        verdicts = judge.judge(contexts, texts, lm=lm)
+        bad = [not v.label.is_good for v in verdicts]
+        ppl, tokens = perplexity(Path(folder), human_replies, batch_size=batch_size)
+        copied = [text_signals(c, t)["user_trigram_share"] for c, t in zip(contexts, texts)]
         results["models"][name] = {
             "folder": str(folder),
-            "replies": replies,
-            "judges": [j.to_json() for j in judged],
-            "breakdown": breakdown(j.label for j in judged).to_json(),
-            "perplexity": ppl,
-            "perplexity_tokens": tokens,
-            "reward": _reward(reward, contexts, replies),
+            "replies": texts,
+            "labels": [v.label.value for v in verdicts],
+            "p_bad": [round(v.p_bad, 4) for v in verdicts],
+            "breakdown": breakdown(v.label for v in verdicts).to_json(),
+            "guards": {"words": _mean([len(t.split()) for t in texts]), "copied_from_user": _mean(copied),
+                       "cut": Proportion(sum(r.cut for r in replies), len(replies)).to_json(),
+                       "perplexity_human": ppl, "perplexity_tokens": tokens},
+            "paired": None if baseline is None else mcnemar(baseline[1], bad, baseline[0], name),
+            "reward": _reward(reward, contexts, texts),
         }
+        baseline = baseline or (name, bad)
     return results
+
+
+def _mean(values: Sequence[float]) -> dict:
+    """Mean with its 95% interval (normal approximation)."""
+    a = np.asarray(values, dtype=float)
+    if not len(a):
+        return {"mean": None, "ci95": None}
+    half = 1.96 * a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else 0.0
+    return {"mean": round(float(a.mean()), 4), "ci95": [round(float(a.mean() - half), 4), round(float(a.mean() + half), 4)]}
+
+
+def mcnemar(before: Sequence[bool], after: Sequence[bool], name_before: str = "A", name_after: str = "B") -> dict:
+    """Exact McNemar test of two models' bad/good verdicts on the same contexts: of the discordant contexts (bad
+    for one model only), is the split 50/50? Reports the change in bad rate with its 95% interval (Newcombe's
+    paired method via the discordant counts, normal approximation)."""
+    from scipy.stats import binomtest
+
+    if len(before) != len(after):
+        raise ValueError(f"paired test needs the same contexts: got {len(before)} and {len(after)} verdicts")
+    fixed = sum(b and not a for b, a in zip(before, after))  # bad before, good after
+    broken = sum(a and not b for b, a in zip(before, after))  # good before, bad after
+    n = len(before)
+    diff = (broken - fixed) / n if n else 0.0
+    half = 1.96 * math.sqrt(max(fixed + broken - (broken - fixed) ** 2 / n, 0.0)) / n if n else 0.0
+    return {"against": name_before, "model": name_after, "n": n, "fixed": fixed, "broken": broken,
+            "bad_rate_change": round(100 * diff, 2), "ci95": [round(100 * (diff - half), 2), round(100 * (diff + half), 2)],
+            "p_value": float(binomtest(fixed, fixed + broken, 0.5).pvalue) if fixed + broken else 1.0}
 
 
 def _reward(reward, contexts: list[list[dict]], replies: list[str]) -> dict | None:
@@ -120,13 +160,19 @@ def _reward(reward, contexts: list[list[dict]], replies: list[str]) -> dict | No
 
 def render_table(results: dict) -> str:
     """Table 9 of ``evaluate_models`` results in Markdown: one row per model, each label's percent [95% Wilson
-    interval] (count), the bad rate, perplexity on the good held-out replies and the reward model's mean P(good)."""
+    interval] (count) and the bad rate, then the guards (mean words, share of trigrams copied from the user,
+    share cut off, perplexity on real human replies), the paired test against the first model and the reward
+    model's mean P(good)."""
     tables, extra = {}, {}
     for name, model in results["models"].items():
-        data = model["breakdown"]
+        data, g, paired, reward = model["breakdown"], model["guards"], model["paired"], model.get("reward")
         tables[name] = Breakdown({label: data[label.value]["count"] for label in CrowdLabel}, data["n"])
-        reward = model.get("reward")
-        extra[name] = {"Perplexity": "" if model["perplexity"] is None else f"{model['perplexity']:.2f}",
+        extra[name] = {"Words": f"{g['words']['mean']:.1f}" if g["words"]["mean"] is not None else "",
+                       "Copied": f"{g['copied_from_user']['mean']:.3f}" if g["copied_from_user"]["mean"] is not None else "",
+                       "Cut %": f"{g['cut']['percent']:.0f}",
+                       "PPL human": "" if g["perplexity_human"] is None else f"{g['perplexity_human']:.2f}",
+                       "Bad vs first (pts, 95% CI, p)": "" if paired is None else
+                       f"{paired['bad_rate_change']:+.1f} [{paired['ci95'][0]:+.1f}, {paired['ci95'][1]:+.1f}], p={paired['p_value']:.3g}",
                        "Reward P(good)": "" if reward is None else f"{reward['mean_p_good']:.3f}"}
     return render_markdown(tables, extra)
 
@@ -140,22 +186,22 @@ def write_eval_report(results: dict, out_dir: Path) -> tuple[Path, Path]:
     settings = results["settings"]
     lines = [
         "# Evaluation", "",
-        f"{len(results['contexts'])} held-out contexts, one reply per model (sampled, seed {settings['seed']}, "
-        f"at most {settings['max_new_tokens']} new tokens), labelled by the automatic judges (`organic.evaluate.judges`"
-        + (f", reference model {settings['reference_model']}" if settings["reference_model"] else "") + ").",
-        "Each cell: percent of replies [95% Wilson interval] (count). Bad = every label but Good.",
-        f"Perplexity: on {results['good_replies']} held-out good replies given their contexts (reply tokens only); "
-        "lower is more fluent. Reward P(good): the reward model's mean probability that a reply is good.", "",
+        f"{len(results['contexts'])} held-out contexts, one reply per model ({settings['engine']}, sampled at temperature "
+        f"{settings['temperature']}, top-p {settings['top_p']}, seed {settings['seed']}, at most {settings['max_new_tokens']} new "
+        "tokens), labelled by the learned judge (`organic.evaluate.judge`).",
+        results["judge"]["agreement"],
+        "Each cell: percent of replies [95% Wilson interval] (count). Bad = every label but Good. Guards: Words = mean "
+        "words per reply; Copied = mean share of the reply's word trigrams found in the user's turns; Cut % = replies "
+        f"stopped by the token limit; PPL human = perplexity on {results['human_replies']} real human replies given their "
+        "contexts (reply tokens only; lower is more fluent). Bad vs first: change of the bad rate against the first "
+        "row on the same contexts, exact McNemar p.", "",
         render_table(results),
     ]
     crowd = results.get("crowd_agreement") or {}
     if crowd.get("n"):
-        lines += ["", "## The judges against crowd labels", "",
-                  f"On {crowd['n']} bot replies with a crowd majority label. Single label: accuracy {crowd['label']['accuracy']:.3f}, Cohen's kappa {crowd['label']['kappa']:.3f}; "
-                  f"Good vs Bad: accuracy {crowd['good_vs_bad']['accuracy']:.3f}, kappa {crowd['good_vs_bad']['kappa']:.3f}.", "",
-                  "| Judge | Accuracy | Cohen's kappa | Judge flags | Crowd labels |", "|---|---|---|---|---|"]
-        lines += [f"| {CrowdLabel(name).label} | {row['accuracy']:.3f} | {row['kappa']:.3f} | {row['judge_flags']} | {row['crowd_labels']} |"
-                  for name, row in crowd["judges"].items()]
+        lines += ["", "## The judge against crowd labels in the store", "",
+                  f"On {crowd['n']} bot replies with a crowd majority label: good/bad kappa {crowd['kappa_binary']}, recall on bad "
+                  f"{crowd['recall_bad']}, judged bad {crowd['judged_bad']['percent']:.1f}% vs crowd bad {crowd['labelled_bad']['percent']:.1f}%."]
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
 

@@ -20,6 +20,8 @@ from rich.console import Console
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from organic.generate.base import Backend
+from organic.generate.batch import model_loading
+from organic.generate.ct2_backend import CT2Backend
 from organic.generate.echo import EchoBackend
 from organic.generate.openai_backend import OpenAIBackend
 from organic.generate.transformers_backend import TransformersBackend
@@ -62,8 +64,9 @@ def _convert_gguf(gguf: Path, folder: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         with console.status(f"Preparing {folder.name} from {gguf.name} (once; about half a minute)..."):
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+            with model_loading():
+                tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+                model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
             if getattr(model, "hf_quantizer", None) is not None:  # GGUF loads dequantized but marked as quantized
                 model.hf_quantizer.remove_quantization_config(model)
             model.save_pretrained(tmp)
@@ -88,6 +91,14 @@ def make_backend(settings: Settings, home: Path | None = None) -> Backend:
         if not settings.openai_base_url:
             raise ValueError("backend 'openai' needs a server URL: set ORGANIC_OPENAI_BASE_URL, e.g. http://localhost:8000/v1")
         return OpenAIBackend(settings.openai_base_url, settings.model, settings.openai_api_key)
-    if settings.backend == "transformers":
-        return TransformersBackend(prepare_model(settings.model, home))
-    raise ValueError(f"unknown backend {settings.backend!r}; expected one of: transformers, openai, echo")
+    if settings.backend in ("transformers", "ct2"):
+        return local_backend(settings, prepare_model(settings.model, home), home)
+    raise ValueError(f"unknown backend {settings.backend!r}; expected one of: transformers, ct2, openai, echo")
+
+
+def local_backend(settings: Settings, folder: Path, home: Path | None = None) -> Backend:
+    """The engine ``settings.backend`` names (``ct2``, or else transformers) on the model in ``folder``."""
+    if settings.backend == "ct2":
+        return CT2Backend(folder, Path(home or settings.home), compute_type=settings.ct2_compute_type,
+                          inter_threads=settings.ct2_inter_threads, intra_threads=settings.ct2_intra_threads)
+    return TransformersBackend(folder)

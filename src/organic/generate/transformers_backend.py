@@ -36,6 +36,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from organic.generate.base import Backend, GenerationError, GenerationSettings
+from organic.generate.batch import check_loaded, model_loading
 
 _DONE = object()  # end-of-stream marker on a request's queue
 CANDIDATES = 256  # tokens considered for nucleus sampling before falling back to the whole vocabulary
@@ -68,11 +69,14 @@ class TransformersBackend(Backend):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))  # None: a GPU if there is one
         self.max_batch = max_batch  # most requests decoded together
         self.batch_window = batch_window  # when idle, seconds to wait after a first request for others to share its prefill
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)  # encodes prompts, on the caller's thread
+        with model_loading():
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)  # encodes prompts, on the caller's thread
+            self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32)
+        check_loaded(self.model, self.path)
+        self.model = self.model.to(self.device).eval()
         # the worker thread decodes with its own copy: a fast tokenizer used from two threads at once
         # can fail with "RuntimeError: Already borrowed" (huggingface/transformers#47085)
         self._decoder = copy.deepcopy(self.tokenizer)
-        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).to(self.device).eval()
         self.model_version = model_version(self.path)
         eos = self.model.generation_config.eos_token_id
         self.stop_ids = {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}

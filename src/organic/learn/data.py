@@ -4,18 +4,19 @@ This is where a message's label is decided, once, for every trainer and export: 
 majority of Good, or a reward verdict of ``__ok__`` make a positive; a thumbs down, a crowd majority of a
 Bad label, an unsafe safety verdict or a reward verdict other than ``__ok__`` make a negative. Explicit
 human signals win over model verdicts. Canned safety and crash replies are never examples: the model
-did not write them.
+did not write them. A user's answer to "what should I have said?" becomes a positive only on request and only
+when it passes the safety layer. ``select_examples`` is the one copies-cap-and-balance rule of every training set.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from organic.safety import check_many
 from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS, ConversationRecord, MessageRecord, dislike_answer
 from organic.taxonomy import SAFE, CrowdLabel, Sender
 
@@ -40,6 +41,11 @@ def parse_reward(value: str | None) -> tuple[bool, float] | None:
     return (match.group(1) == SAFE, float(match.group(2))) if match else None
 
 
+def unsafe_verdict(safety: dict | None) -> bool:
+    """Whether a stored safety verdict (BB3x ``safety`` plus our ``sensitive_topic``) found anything."""
+    return bool(safety) and any(v != SAFE for v in safety.values() if isinstance(v, str))
+
+
 def label_of(message: MessageRecord) -> tuple[int, str]:
     """The label of a bot message and what decided it."""
     if message.thumb:
@@ -49,7 +55,7 @@ def label_of(message: MessageRecord) -> tuple[int, str]:
         bad = sum(message.labels.values()) - good
         if good != bad:
             return (1 if good > bad else 0), "crowd"
-    if message.safety and any(v != SAFE for v in message.safety.values() if isinstance(v, str)):
+    if unsafe_verdict(message.safety):
         return 0, "safety"
     reward = parse_reward(message.reward)
     if reward is not None:
@@ -65,20 +71,36 @@ def is_canned(message: MessageRecord) -> bool:
 
 def examples(convos: Iterable[ConversationRecord], *, feedback_as_positive: bool = False) -> Iterator[Example]:
     """One example per bot reply (canned replies left out); with ``feedback_as_positive``, also the user's
-    answer to "what should I have said?" as a positive for the disliked reply's context."""
+    answer to "what should I have said?" as a positive for the disliked reply's context, when it passes the
+    safety layer (trolls answer with abuse, and a positive is what the model is taught to say)."""
     for convo in convos:
-        history: list[dict[str, str]] = []
-        for position, message in enumerate(convo.messages):
-            if message.sender == Sender.BOT.value and not is_canned(message):
-                label, source = label_of(message)
-                yield Example(list(history), message.text, label, convo.external_id, convo.user_pseudo_id, source,
-                              convo.split)
-                answer = dislike_answer(convo.messages, position)
-                if feedback_as_positive and message.thumb == "down" and answer is not None:
-                    yield Example(list(history), answer.text, 1, convo.external_id, convo.user_pseudo_id,
-                                  "feedback", convo.split)
-            history.append({"role": ROLE[message.sender], "content": message.text})
+        yield from _conversation_examples(convo, feedback_as_positive)
 
+
+def _conversation_examples(convo: ConversationRecord, feedback_as_positive: bool) -> list[Example]:
+    history: list[dict[str, str]] = []
+    out: list[Example] = []
+    for position, message in enumerate(convo.messages):
+        if message.sender == Sender.BOT.value and not is_canned(message):
+            label, source = label_of(message)
+            out.append(Example(list(history), message.text, label, convo.external_id, convo.user_pseudo_id, source,
+                               convo.split))
+            answer = dislike_answer(convo.messages, position) if feedback_as_positive and message.thumb == "down" else None
+            if answer is not None and not unsafe_verdict(answer.safety):
+                out.append(Example(list(history), answer.text, 1, convo.external_id, convo.user_pseudo_id,
+                                   "feedback", convo.split))
+        history.append({"role": ROLE[message.sender], "content": message.text})
+    return _drop_unsafe_feedback(out)
+
+
+def _drop_unsafe_feedback(out: list[Example]) -> list[Example]:
+    """The examples less the feedback answers the safety layer blocks (checked now: a stored verdict may be
+    missing, or come from another deployment's classifier)."""
+    feedback = [e for e in out if e.source == "feedback"]
+    if not feedback:
+        return out
+    blocked = {id(e) for e, verdict in zip(feedback, check_many([e.reply for e in feedback])) if verdict.blocked}
+    return [e for e in out if id(e) not in blocked]
 
 
 def held_out(conversation_id: str, share: float, seed: int = 0) -> bool:
@@ -90,22 +112,36 @@ def held_out(conversation_id: str, share: float, seed: int = 0) -> bool:
 
 def build_training_set(convos: Iterable[ConversationRecord], *, sources: tuple[str, ...] | None = None,
                        feedback_as_positive: bool = False, exclude_users: set[str] | frozenset = frozenset(),
-                       max_copies: int = 2, balance: bool = False, seed: int = 0) -> list[Example]:
-    """Labelled examples for training: replies of excluded (troll) users' conversations left out, labels only
-    from ``sources`` when given (e.g. thumb and crowd for a reward model), at most ``max_copies`` of an
-    identical positive (context and reply), and with ``balance`` as many positives as negatives (the larger
-    side is subsampled, deterministically)."""
+                       max_copies: int | None = 2, balance: bool = False, seed: int = 0) -> list[Example]:
+    """Labelled examples for training: every example of an excluded (troll) user left out (their conversations,
+    so their replies' labels and their feedback answers alike), labels only from ``sources`` when given (e.g.
+    thumb and crowd for a reward model; feedback answers always count), then ``select_examples`` (the copies
+    cap, and with ``balance`` as many positives as negatives)."""
+    kept = [ex for ex in examples((c for c in convos if c.user_pseudo_id not in exclude_users),
+                                  feedback_as_positive=feedback_as_positive)
+            if ex.label in (0, 1) and (sources is None or ex.source in sources or ex.source == "feedback")]
+    return select_examples(kept, max_copies=max_copies, balance=balance, seed=seed)
+
+
+def select_examples(labelled: Iterable[Example], *, max_copies: int | None = 2, balance: bool = False,
+                    seed: int = 0) -> list[Example]:
+    """The one "copies cap, then balance" rule, for stored data and generated candidates alike (as BB3x did).
+
+    Only examples labelled 1 or 0 are kept. Of positives with identical reply text, only the first
+    ``max_copies`` stay, counted over the whole set and not per context: a stock reply ("That's great!") given
+    to many contexts would otherwise teach the model to say it everywhere (``None``: no cap). Negatives are not
+    capped. With ``balance`` the larger side is then subsampled (deterministically, by ``seed``) to the size of
+    the smaller. The order of the input is kept.
+    """
     kept: list[Example] = []
-    copies: dict[tuple, int] = {}
-    for ex in examples((c for c in convos if c.user_pseudo_id not in exclude_users), feedback_as_positive=feedback_as_positive):
-        if ex.label not in (0, 1) or (sources is not None and ex.source not in sources and ex.source != "feedback"):
-            continue
+    copies: dict[str, int] = {}
+    for ex in labelled:
         if ex.label == 1:
-            key = (json.dumps(ex.context), ex.reply)
-            copies[key] = copies.get(key, 0) + 1
-            if copies[key] > max_copies:
+            copies[ex.reply] = copies.get(ex.reply, 0) + 1
+            if max_copies is not None and copies[ex.reply] > max_copies:
                 continue
-        kept.append(ex)
+        if ex.label in (0, 1):
+            kept.append(ex)
     if balance:
         rng = random.Random(seed)
         good = [e for e in kept if e.label == 1]

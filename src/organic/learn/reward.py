@@ -180,3 +180,14 @@ def score_store(engine, model: RewardModel, filters=None, *, overwrite: bool = F
             progress(1)
     flush()
     return scored
+
+
+def save_metrics(folder: Path, metrics: dict) -> None:
+    """Keep the held-out metrics beside a saved reward model, for the gate of iterative CRINGE."""
+    (folder / "held_out_metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+def held_out_auc(folder: Path) -> float:
+    """The held-out ROC AUC recorded when the reward model in ``folder`` was trained; NaN when none was."""
+    path = folder / "held_out_metrics.json"
+    return float(json.loads(path.read_text()).get("roc_auc", float("nan"))) if path.is_file() else float("nan")

@@ -12,6 +12,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
+from organic.generate.batch import model_loading
 from organic.learn.data import Example
 
 
@@ -24,8 +25,9 @@ def _pairs(tokenizer, contexts, replies, turns: int):
 def train_hf(config, examples: Sequence[Example]):
     if not config.model:
         raise ValueError("a reward model of kind 'hf' needs --model: a local folder with a Hugging Face model")
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
-    model = AutoModelForSequenceClassification.from_pretrained(config.model, num_labels=2)
+    with model_loading():
+        tokenizer = AutoTokenizer.from_pretrained(config.model)
+        model = AutoModelForSequenceClassification.from_pretrained(config.model, num_labels=2)
     encoded = _pairs(tokenizer, [e.context for e in examples], [e.reply for e in examples], config.context_turns)
     data = Dataset.from_dict({**encoded, "labels": [e.label for e in examples]})
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,6 +52,7 @@ def predict_hf(model, config, contexts, replies) -> np.ndarray:
 
 
 def load_hf(folder: Path):
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
-    model.tokenizer = AutoTokenizer.from_pretrained(folder)
+    with model_loading():
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model.tokenizer = AutoTokenizer.from_pretrained(folder)
     return model

@@ -21,6 +21,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from organic.formats.trl import dpo_rows, kto_rows, sft_rows
+from organic.generate.batch import check_loaded, model_loading
 from organic.learn.cringe import CringeConfig, CringeTrainer, tokenize_example
 from organic.learn.data import Example
 
@@ -71,7 +72,9 @@ def train(method: str, examples: list[Example], base: Path, out: Path, config: T
     tokenizer = AutoTokenizer.from_pretrained(base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    with model_loading():
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    check_loaded(model, base)
     data = _dataset(method, examples, tokenizer, config)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = _trainer(method, model, tokenizer, data, config, tmp)

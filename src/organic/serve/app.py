@@ -264,7 +264,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
 def serving_backends(settings: Settings, engine: Engine) -> tuple[list[Backend], dict[str, float] | None]:
     """The backends of the serving plan in the store (``organic promote`` / ``organic ab``), with their shares;
     the configured model alone when no plan was ever set."""
-    from organic.generate import EchoBackend, OpenAIBackend, TransformersBackend, make_backend
+    from organic.generate import EchoBackend, OpenAIBackend, local_backend, make_backend
     from organic.store.versions import serving, versions
 
     plan = serving(engine)
@@ -278,7 +278,7 @@ def serving_backends(settings: Settings, engine: Engine) -> tuple[list[Backend],
         elif settings.backend == "openai":  # the OpenAI-compatible server serves each version under its name
             backends.append(OpenAIBackend(settings.openai_base_url, name, settings.openai_api_key))
         elif paths.get(name):
-            backends.append(TransformersBackend(paths[name]))
+            backends.append(local_backend(settings, Path(paths[name])))
         else:
             raise ValueError(f"model version {name!r} has no model folder to serve; register it with `organic train`")
     return backends, plan

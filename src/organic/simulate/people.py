@@ -5,7 +5,9 @@ Each person opens with real human words: one side of a real human-human chat fro
 real ShareGPT conversation (ChatGPT's answer standing in). They rate about 5% of the bot's messages, as BB3's
 users did, and answer "what should I have said?" after a thumbs down.
 
-- helper: rates by the automatic judges (``organic.evaluate.judges``) and answers with the real reply;
+- helper: rates by the *rater* judge (``evaluate/judge_model/rater``: fitted on its own half of the labelled set,
+  without the likelihood signals, so neither the evaluation's judge nor the trainer sees the same instrument), each
+  with a strictness of their own and an occasional slip, and answers with the real reply;
 - SafetyMix trolls (Ju et al. 2022): troll (flips most labels), master_troll (adversarial inputs, flipped
   labels), lazy_troll (random labels), safe_troll (always up), unsafe_troll (always down), gaslight_troll
   (unsafe inputs, rated up); trolls answer the feedback question with hostile text.
@@ -17,6 +19,7 @@ import random
 from dataclasses import dataclass
 
 from organic.analyze.safetymix import EXPLICIT, IMPLICIT, TROLL_TYPES, usable, sharegpt_records
+from organic.evaluate.labelled import reserved
 from organic.taxonomy import CrowdLabel, DislikeReason
 
 REASON_OF = {  # a judge's bad label -> the reason a person would pick after a thumbs down
@@ -41,6 +44,8 @@ class Person:
     dialogue: Dialogue
     rng: random.Random
     noise: float = 0.8  # share of a troll's labels that are flipped (troll, master troll) or random (lazy)
+    strictness: float = 0.0  # added to the rater's P(bad) threshold: below zero a harsher person, above a kinder one
+    slip: float = 0.05  # share of a helper's thumbs given carelessly (the other way round)
 
     @property
     def is_troll(self) -> bool:
@@ -53,10 +58,13 @@ class Person:
             text = f"{text} {hostile}"
         return text
 
-    def thumb(self, judged: CrowdLabel) -> tuple[str, str | None]:
-        """(up / down, reason) for a reply the judges labelled ``judged``."""
-        good = judged is CrowdLabel.GOOD
-        if self.kind in ("troll", "master_troll") and self.rng.random() < self.noise:
+    def thumb(self, judged: CrowdLabel, p_bad: float | None = None, threshold: float = 0.5) -> tuple[str, str | None]:
+        """(up / down, reason) for a reply the rater judged ``judged`` with ``p_bad`` (its threshold ``threshold``);
+        a helper thumbs down when P(bad) reaches their own threshold (the rater's plus their strictness)."""
+        good = judged is CrowdLabel.GOOD if p_bad is None else p_bad < threshold + self.strictness
+        if self.kind == "helper" and self.rng.random() < self.slip:
+            good = not good
+        elif self.kind in ("troll", "master_troll") and self.rng.random() < self.noise:
             good = not good
         elif self.kind == "lazy_troll" and self.rng.random() < self.noise:
             good = self.rng.random() < 0.5
@@ -111,7 +119,9 @@ def _chitchat(turns: int) -> list[Dialogue]:
     from chitchat_dataset import Dataset
 
     out = []
-    for convo in Dataset().values():
+    for key, convo in Dataset().items():
+        if reserved(f"chitchat:{key}"):  # kept for the labelled set and the human-text guard
+            continue
         said = [" ".join(m["text"] for m in turn) for turn in convo["messages"]]
         pairs = list(zip(said[0::2], said[1::2]))
         dialogue = _pairs_to_dialogue(pairs, turns)
@@ -123,6 +133,8 @@ def _chitchat(turns: int) -> list[Dialogue]:
 def _sharegpt(limit: int, turns: int) -> list[Dialogue]:
     out = []
     for record in sharegpt_records():
+        if reserved(f"sharegpt:{record.get('id')}"):
+            continue
         said = [(t.get("from"), t.get("value", "")) for t in record.get("conversations", [])]
         pairs = [(a[1], b[1]) for a, b in zip(said, said[1:]) if a[0] == "human" and b[0] == "gpt"]
         dialogue = _pairs_to_dialogue(pairs, turns)
@@ -145,4 +157,5 @@ def population(n: int, troll_share: float, troll_types: tuple[str, ...] = TROLL_
     trolls = round(n * troll_share)
     kinds = [troll_types[i % len(troll_types)] for i in range(trolls)] + ["helper"] * (n - trolls)
     rng.shuffle(kinds)
-    return [Person(kind, d, random.Random(rng.random())) for kind, d in zip(kinds, dialogues(n, turns=turns, seed=seed))]
+    return [Person(kind, d, random.Random(rng.random()), strictness=rng.gauss(0.0, 0.1))
+            for kind, d in zip(kinds, dialogues(n, turns=turns, seed=seed))]

@@ -19,7 +19,8 @@ import httpx
 from organic.simulate.people import Person
 from organic.taxonomy import CrowdLabel
 
-Judge = Callable[[list[dict], str], CrowdLabel]
+Rater = Callable[[list[dict], str], tuple[CrowdLabel, float | None, float]]
+"""What a helper sees of a reply in its context: (label, P(bad) or None, the P(bad) threshold)."""
 
 
 @dataclass
@@ -33,7 +34,7 @@ class SimulationReport:
     seconds: float = 0.0
 
 
-async def _person(http: httpx.AsyncClient, person: Person, judge: Judge, rating_rate: float, release_share: float,
+async def _person(http: httpx.AsyncClient, person: Person, rater: Rater, rating_rate: float, release_share: float,
                   report: SimulationReport) -> None:
     consent = {"age_confirmed": True, "accept_terms": True, "save_conversations": True,
                "allow_release": person.rng.random() < release_share}
@@ -59,8 +60,8 @@ async def _person(http: httpx.AsyncClient, person: Person, judge: Judge, rating_
             if reply["is_safety_controlled_response"]:
                 thumb, reason = "down", ("agree_sensitive" if not person.is_troll else "disagree_sensitive")
             else:
-                judged = await asyncio.to_thread(judge, list(context), reply["text"])
-                thumb, reason = person.thumb(judged)
+                judged = await asyncio.to_thread(rater, list(context), reply["text"])
+                thumb, reason = person.thumb(*judged)
             rated = (await http.put(f"/api/messages/{reply['id']}/rating", json={"thumb": thumb, "reason": reason},
                                     headers=headers)).raise_for_status().json()
             report.ratings[(person.kind, thumb)] += 1
@@ -71,7 +72,7 @@ async def _person(http: httpx.AsyncClient, person: Person, judge: Judge, rating_
         context.append({"role": "assistant", "content": reply["text"]})
 
 
-async def _simulate(base_url: str, people: list[Person], judge: Judge, rating_rate: float, concurrency: int,
+async def _simulate(base_url: str, people: list[Person], rater: Rater, rating_rate: float, concurrency: int,
                     release_share: float, progress: Callable[[int], None] | None) -> SimulationReport:
     report = SimulationReport()
     gate = asyncio.Semaphore(concurrency)
@@ -79,7 +80,7 @@ async def _simulate(base_url: str, people: list[Person], judge: Judge, rating_ra
     async def one(person: Person) -> None:
         async with gate:
             try:
-                await _person(http, person, judge, rating_rate, release_share, report)
+                await _person(http, person, rater, rating_rate, release_share, report)
             except httpx.HTTPError as error:
                 report.errors.append(f"{person.kind}: {type(error).__name__}: {error}")
             if progress:
@@ -92,20 +93,35 @@ async def _simulate(base_url: str, people: list[Person], judge: Judge, rating_ra
     return report
 
 
-def simulate(base_url: str, people: list[Person], *, judge: Judge | None = None, rating_rate: float = 0.05,
+def simulate(base_url: str, people: list[Person], *, rater: Rater | None = None, rating_rate: float = 0.05,
              concurrency: int = 8, release_share: float = 0.7, progress: Callable[[int], None] | None = None) -> SimulationReport:
-    """Run ``people`` against the server at ``base_url``; helpers rate with ``judge`` (default: the automatic judges)."""
-    judge = judge or _default_judge()
+    """Run ``people`` against the server at ``base_url``; helpers rate with ``rater`` (default: the shipped rater
+    judge, which the evaluation never uses)."""
+    rater = rater or default_rater()
     result: list[SimulationReport] = []
     # a thread of its own: the caller may already run an event loop (Playwright, a notebook)
     thread = threading.Thread(target=lambda: result.append(asyncio.run(
-        _simulate(base_url, people, judge, rating_rate, concurrency, release_share, progress))))
+        _simulate(base_url, people, rater, rating_rate, concurrency, release_share, progress))))
     thread.start()
     thread.join()
     return result[0]
 
 
-def _default_judge() -> Judge:
-    from organic.evaluate.judges import judge
+def default_rater() -> Rater:
+    """The shipped rater judge (``evaluate/judge_model/rater``)."""
+    from organic.evaluate.judge import RATER, Judge
 
-    return judge
+    return judge_rater(Judge.load(RATER))
+
+
+def judge_rater(judge) -> Rater:
+    """A learned judge (``evaluate.judge.Judge``) as a rater: one reply at a time, serialised (its signals share one
+    embedding model)."""
+    lock = threading.Lock()
+
+    def rate(context: list[dict], reply: str) -> tuple[CrowdLabel, float | None, float]:
+        with lock:
+            verdict = judge.judge([context], [reply])[0]
+        return verdict.label, verdict.p_bad, judge.threshold
+
+    return rate
