@@ -31,6 +31,28 @@ def model_loading() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def written_aside(target: Path, marker: str) -> Iterator[Path]:
+    """A temporary folder beside ``target`` to write a model into; when the block ends without an error it becomes
+    ``target`` by one rename, so a crash never leaves half a folder. If another process made ``target`` meanwhile
+    (its ``marker`` file is there), theirs is kept."""
+    import shutil
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is an ordinary folder
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / marker).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def check_loaded(model, folder: Path | str) -> None:
     """Raise when a parameter or buffer was left on the meta device (weights missing or a tie not made)."""
     missing = [name for name, p in [*model.named_parameters(), *model.named_buffers()] if p.device.type == "meta"]

@@ -35,8 +35,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
-import tempfile
 import threading
 import time
 from collections import deque
@@ -47,7 +45,7 @@ from pathlib import Path
 from rich.console import Console
 
 from organic.generate.base import Backend, GenerationError, GenerationSettings
-from organic.generate.batch import Reply, model_loading
+from organic.generate.batch import Reply, model_loading, written_aside
 from organic.generate.transformers_backend import CANDIDATES, model_version
 from organic.settings import get_settings
 
@@ -95,25 +93,16 @@ def converted_model(folder: Path | str, home: Path | str, compute_type: str = "i
     import_ctranslate2()
     from ctranslate2.converters import TransformersConverter
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{compute_type}-", dir=target.parent))
     try:
-        with console.status(f"Converting {folder.name} for CTranslate2 ({compute_type}; once, about half a minute)..."):
+        with written_aside(target, "model.bin") as tmp, \
+                console.status(f"Converting {folder.name} for CTranslate2 ({compute_type}; once, about half a minute)..."):
             with model_loading():  # the converter loads the model with transformers: one load at a time
                 TransformersConverter(str(folder)).convert(str(tmp), quantization=compute_type, force=True)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the converted model is an ordinary folder
-        try:
-            tmp.rename(target)
-        except OSError:  # another process converted it meanwhile: keep theirs
-            if not (target / "model.bin").is_file():
-                raise
     except Exception as error:
         reason = next(iter(str(error).splitlines()), "")  # one line: transformers' errors go on about upgrading
         raise ValueError(f"could not convert {folder} for CTranslate2 ({type(error).__name__}: {reason}); "
                          "`--backend transformers` serves it without conversion") from error
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     console.print(f"Converted {folder.name} for CTranslate2 ({compute_type}) into {target} in "
                   f"{time.perf_counter() - start:.0f} s")
     return target

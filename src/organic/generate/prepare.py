@@ -10,8 +10,6 @@ anything: everything it needs is bundled or already on disk.
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from rich.console import Console
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from organic.generate.base import Backend
-from organic.generate.batch import model_loading
+from organic.generate.batch import model_loading, written_aside
 from organic.generate.ct2_backend import CT2Backend
 from organic.generate.echo import EchoBackend
 from organic.generate.openai_backend import OpenAIBackend
@@ -59,10 +57,8 @@ def prepare_model(name_or_path: str, home: Path) -> Path:
 
 def _convert_gguf(gguf: Path, folder: Path) -> None:
     """Dequantize ``gguf`` into a float32 folder; written aside and renamed, so a crash never leaves half a folder."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    with written_aside(folder, "config.json") as tmp:
         with console.status(f"Preparing {folder.name} from {gguf.name} (once; about half a minute)..."):
             with model_loading():
                 tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -71,14 +67,6 @@ def _convert_gguf(gguf: Path, folder: Path) -> None:
                 model.hf_quantizer.remove_quantization_config(model)
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the prepared model is an ordinary folder
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process prepared it meanwhile: keep theirs
-            if not (folder / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     console.print(f"Prepared {folder} in {time.perf_counter() - start:.0f} s")
 
 
