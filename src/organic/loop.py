@@ -6,6 +6,10 @@ It serves the base model behind the real HTTP server, lets simulated helpers and
 the trolls, trains the reward model on the helpers' thumbs, trains CRINGE iterations and the baselines on the
 same filtered data (and one CRINGE without troll filtering, to measure what filtering buys), and evaluates
 every model on held-out conversations, Table 9 style. One report compares them all.
+
+The helpers rate with the *rater* judge and the evaluation uses the *evaluator* judge: two learned judges fitted
+on disjoint halves of the labelled set (``evaluate/judge.py``), so that the model cannot learn one instrument's
+blind spots and have the same instrument report them as progress.
 """
 
 from __future__ import annotations
@@ -142,8 +146,6 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     step("baselines")
 
     # 5. evaluate every model on held-out conversations ----------------------------------------------------
-    # perplexity on replies people judged good (not those only the reward model called good: those are the
-    # base model's own words, which would favour it)
     # the evaluator judge was fitted on the half of the labelled set the raters' judge never saw; perplexity is
     # measured on real human replies no model trained on
     contexts, _ = held_out_contexts(engine, config.held_out_share, config.eval_contexts, seed=config.seed)
