@@ -12,7 +12,6 @@ from organic.evaluate.judges import (
     ORDER,
     JudgeResult,
     Thresholds,
-    agreement,
     bot_overlap,
     crowd_majority,
     judge,
@@ -173,29 +172,16 @@ def test_reply_likelihood_counts_reply_tokens_only(tmp_path):
     assert passed.label is L.GOOD and passed.scores["reply_nll"] > 0.5
 
 
-def test_crowd_majority_and_agreement_by_hand():
+def test_crowd_majority_by_hand():
     assert crowd_majority({"good": 2, "off_topic": 1}) is L.GOOD
     assert crowd_majority({"good": 1, "off_topic": 1}) is None and crowd_majority({}) is None
-    judged = [JudgeResult(L.GOOD, ()), JudgeResult(L.REPEATING, (L.REPEATING,)),
-              JudgeResult(L.OFF_TOPIC, (L.OFF_TOPIC, L.IGNORING)), JudgeResult(L.GOOD, ())]
-    crowd = [L.GOOD, L.REPEATING, L.IGNORING, L.NONSENSICAL]
-    result = agreement(judged, crowd)
-    assert result["n"] == 4
-    # labels: agree on items 0 and 1. p_o = 1/2; p_e = (2/4)(1/4) good + (1/4)(1/4) repeating = 3/16
-    assert result["label"]["accuracy"] == 0.5
-    assert result["label"]["kappa"] == pytest.approx((0.5 - 3 / 16) / (1 - 3 / 16), abs=1e-4)
-    # good vs bad: judge G B B G, crowd G B B B: p_o = 3/4, p_e = (1/2)(1/4) + (1/2)(3/4) = 1/2
-    assert result["good_vs_bad"] == {"accuracy": 0.75, "kappa": 0.5}
-    # the ignoring judge alone flags item 2, the crowd said ignoring on item 2: perfect
-    assert result["judges"]["ignoring_last_turn"] == {"accuracy": 1.0, "kappa": 1.0, "judge_flags": 1, "crowd_labels": 1}
-    assert result["judges"]["nonsensical"]["judge_flags"] == 0 and result["judges"]["nonsensical"]["accuracy"] == 0.75
-    assert agreement([], []) == {"n": 0}
 
 
-def test_agreement_with_the_crowd_in_the_store(engine, tmp_path):
+def test_the_learned_judge_against_the_crowd_in_the_store(engine, tmp_path):
     import json
 
-    from organic.evaluate.judges import agreement_with_crowd
+    from judging import small_judge
+    from organic.evaluate.judge import crowd_agreement
     from organic.formats.ingest import import_bb3x
 
     def line(cid: str, human: str, bot: str, mturk: dict | None) -> str:
@@ -206,15 +192,14 @@ def test_agreement_with_the_crowd_in_the_store(engine, tmp_path):
     path.write_text("\n".join([
         line("c1", "What's the capital of Australia?", "The capital of Australia is Canberra.", {"good": 3}),
         line("c2", "I just adopted a puppy!", "Quantum computers use qubits to perform calculations.", {"off_topic": 2, "good": 1}),
-        line("c3", "hi", "Hello! How are you doing today?", {"repeating": 2}),  # the crowd says repeating; the judges, good
+        line("c3", "hi", "Hello! How are you doing today?", {"repeating": 2}),
         line("c4", "hi", "Hello there!", {"good": 1, "other": 1}),  # a tie: no majority, left out
         line("c5", "hi", "Hi, nice to meet you!", None),  # not annotated
     ]) + "\n")
-    assert agreement_with_crowd(engine)["n"] == 0  # an empty store
+    judge = small_judge()
+    assert crowd_agreement(engine, judge)["n"] == 0  # an empty store
     import_bb3x(engine, [path])
-    result = agreement_with_crowd(engine)
-    assert result["n"] == 3 and result["label"]["accuracy"] == pytest.approx(2 / 3, abs=1e-4)
-    assert result["judges"]["off_topic"] == {"accuracy": 1.0, "kappa": 1.0, "judge_flags": 1, "crowd_labels": 1}
-    assert result["judges"]["repeating"]["crowd_labels"] == 1 and result["judges"]["repeating"]["judge_flags"] == 0
-    assert result["thresholds"]["off_topic_last"] == Thresholds().off_topic_last
-    assert agreement_with_crowd(engine, limit=1)["n"] == 1
+    result = crowd_agreement(engine, judge)
+    assert result["n"] == 3 and result["labelled_bad"]["count"] == 2
+    assert set(result["categories"]) == {"off_topic", "repeating"}
+    assert crowd_agreement(engine, judge, limit=1)["n"] == 1

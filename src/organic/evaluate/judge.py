@@ -30,7 +30,7 @@ from organic.taxonomy import CrowdLabel
 SHIPPED = Path(__file__).parent / "judge_model"  # fitted on the whole train split: `organic judge` and `organic eval`
 RATER = SHIPPED / "rater"  # one half of the train split, no likelihood signals: the simulated people's instrument
 EVALUATOR = SHIPPED / "evaluator"  # the other half: what `organic loop` evaluates with, never seen by the raters
-PARTS = {"all": SHIPPED, "rater": RATER, "evaluator": EVALUATOR}
+PARTS = ("all", "rater", "evaluator")  # what `organic judge train --part` fits on
 BAD = tuple(c for c in CrowdLabel if not c.is_good)
 
 
@@ -66,11 +66,15 @@ class Judge:
 
     def p_bad_of(self, x: np.ndarray) -> np.ndarray:
         """P(bad) for rows of signals (``signals`` columns)."""
-        return 1 / (1 + np.exp(-(self._standard(x) @ np.asarray(self.coef) + self.intercept)))
+        return self._p_bad(self._standard(x))
+
+    def _p_bad(self, z: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
 
     def verdicts_of(self, x: np.ndarray) -> list[Verdict]:
-        p = self.p_bad_of(x)
-        scores = self._standard(x) @ np.asarray(self.category_coef).T + np.asarray(self.category_intercept)
+        z = self._standard(x)
+        p = self._p_bad(z)
+        scores = z @ np.asarray(self.category_coef).T + np.asarray(self.category_intercept)
         offensive = x[:, NAMES.index("offensive")] > 0
         out = []
         for p_i, s, rude in zip(p, scores, offensive):

@@ -30,7 +30,8 @@ fitting answers 0.3 to 0.85, and replies that carry on an earlier turn 0.4 to 0.
 limits: an embedding judge cannot tell a fitting answer that shares no concept with the request (a joke for
 "tell me a joke" scores 0.08) from an unrelated one, so replies under four words are not judged for topic at
 all; and word salad of real words passes the text checks: only the reference LM catches it. Agreement with
-crowd labels (``agreement_with_crowd``) is the check that counts.
+labels made by reading (``evaluate/judge.py``: ``assess``, ``crowd_agreement``) is the check that counts; these rules
+are now signals of the learned judge, not its verdict.
 
 Nothing here writes to the store; the store is only read, for crowd agreement.
 """
@@ -41,7 +42,7 @@ import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -238,38 +239,3 @@ def crowd_items(convos: Iterable) -> tuple[list[list[dict]], list[str], list[Cro
                 labels.append(majority)
             history.append({"role": ROLE[message.sender], "content": message.text})
     return contexts, replies, labels
-
-
-def agreement(judged: Sequence[JudgeResult], crowd: Sequence[CrowdLabel]) -> dict:
-    """Accuracy and Cohen's kappa of the judges against crowd majority labels: of the single label, of Good vs
-    Bad, and of each judge alone (does it fail the reply, and did the crowd pick its category)."""
-    from organic.analyze.stats import cohen_kappa
-
-    if not crowd:
-        return {"n": 0}
-
-    def pair(a: list, b: list) -> dict:
-        return {"accuracy": round(sum(x == y for x, y in zip(a, b)) / len(a), 4), "kappa": round(cohen_kappa(a, b), 4)}
-
-    mine = [j.label for j in judged]
-    result = {"n": len(crowd), "label": pair([m.value for m in mine], [c.value for c in crowd]),
-              "good_vs_bad": pair([m.is_good for m in mine], [c.is_good for c in crowd]), "judges": {}}
-    for category in ORDER:
-        flagged = [category in j.failed for j in judged]
-        truth = [c is category for c in crowd]
-        result["judges"][category.value] = pair(flagged, truth) | {"judge_flags": sum(flagged), "crowd_labels": sum(truth)}
-    return result
-
-
-def agreement_with_crowd(engine, filters=None, *, limit: int | None = None, thresholds: Thresholds | None = None,
-                         reference_model: Path | None = None) -> dict:
-    """Each judge's agreement with the crowd annotations in the store (bot replies with a clear majority label;
-    at most ``limit`` of them); ``{"n": 0}`` when the store holds none."""
-    from itertools import islice
-
-    from organic.store.read import iter_conversations
-
-    contexts, replies, crowd = crowd_items(iter_conversations(engine, filters))
-    contexts, replies, crowd = (list(islice(x, limit)) for x in (contexts, replies, crowd))
-    judged = judge_many(contexts, replies, thresholds=thresholds, reference_model=reference_model)
-    return agreement(judged, crowd) | {"thresholds": asdict(thresholds or Thresholds())}

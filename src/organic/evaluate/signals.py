@@ -56,9 +56,10 @@ def _share_in(mine: list, theirs: set) -> float:
     return sum(x in theirs for x in mine) / len(mine) if mine else 0.0
 
 
-def text_signals(context: Sequence[dict], reply: str) -> dict[str, float]:
-    """The signals that need no model: length, repetition, copying and form."""
-    base = _text_scores(reply, context)
+def text_signals(context: Sequence[dict], reply: str, base: dict[str, float] | None = None) -> dict[str, float]:
+    """The signals that need no model: length, repetition, copying and form. ``base``: the rule judges' text
+    scores of this reply (``judges._text_scores``), when the caller has them already."""
+    base = base or _text_scores(reply, context)
     mine = words(reply)
     user_turns = [m["content"] for m in context if m["role"] == "user"]
     user_words = {w for t in user_turns for w in words(t)}
@@ -107,14 +108,15 @@ def signals(contexts: Sequence[Sequence[dict]], replies: Sequence[str], *, refer
     out = np.full((len(replies), len(NAMES)), np.nan)
     for i, (context, window, reply, verdict) in enumerate(zip(contexts, windows, replies, verdicts)):
         topic = _topic_scores(reply, window, vectors, row)
-        values = text_signals(context, reply) | {
+        base = _text_scores(reply, context)
+        values = text_signals(context, reply, base) | {
             "sim_last": topic["sim_last"], "sim_conversation": topic["sim_conversation"],
             "sim_earlier": topic["sim_earlier"] if topic["sim_earlier"] is not None else topic["sim_last"],
             "offensive": float(not verdict.ok), "sensitive_topic": float(verdict.sensitive_topic is not None),
             "offensive_p": float(offensive_p[i]),
         }
         values["sim_last_minus_earlier"] = (values["sim_last"] - values["sim_earlier"]) if values["sim_last"] is not None else None
-        failed = _failures(reply, context, _text_scores(reply, context) | topic | {"reply_nll": None}, verdict, rules)
+        failed = _failures(reply, context, base | topic | {"reply_nll": None}, verdict, rules)
         values |= {f"rule_{c.value}": float(c in failed) for c in ORDER}
         values |= dict(zip(GROUPS["embedding"], vectors[row[reply]].tolist()))
         if likely is not None:
