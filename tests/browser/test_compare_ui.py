@@ -66,6 +66,35 @@ def test_text_is_shown_as_text_and_keys_vote(page, compare_server):
     assert results["sides"] == {"A": 0, "B": 1, "tie": 1}
 
 
+def test_keys_pressed_while_the_next_item_loads_are_refused_and_the_page_says_so(page, compare_server):
+    item = {"context": [{"role": "user", "content": "Hi there"}], "model_a": "m1", "model_b": "m2",
+            "reply_a": "Hello!", "reply_b": "Hey."}
+    httpx.post(f"{compare_server}/api/admin/comparisons", json=[item, item], headers=ADMIN)
+    page.goto(link(compare_server))
+    expect(page.locator("#whoami")).to_have_text("rater1 · 0 compared · 2 left")
+    held = []
+    page.route("**/api/compare/next", lambda route: held.append(route))  # the next item waits until released
+    page.keyboard.press("t")
+    page.wait_for_function("document.getElementById('busy').hidden === false")
+    expect(page.locator("#busy")).to_be_visible()
+    expect(page.locator('#choices button[data-choice="B"]')).to_be_disabled()
+    page.keyboard.press("b")  # refused: no item is on screen
+    page.wait_for_timeout(200)  # time for a wrongly accepted key to reach the server; not a timing assertion
+    for _ in range(200):  # the held request reaches the handler while the page waits on it
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never asked for the next item"
+    held[0].continue_()
+    page.unroute("**/api/compare/next")
+    expect(page.locator("#whoami")).to_have_text("rater1 · 1 compared · 1 left")
+    expect(page.locator("#busy")).to_be_hidden()
+    results = httpx.get(f"{compare_server}/api/admin/comparisons/results", headers=ADMIN).json()
+    assert results["sides"] == {"A": 0, "B": 0, "tie": 1}
+    page.keyboard.press("a")  # once the item is shown, keys vote again
+    expect(page.locator("#whoami")).to_have_text("rater1 · 2 compared · 0 left")
+
+
 def test_without_a_valid_token_the_page_asks_for_one(page, compare_server):
     page.goto(compare_server + "/compare#token=forged")
     expect(page.locator("#login")).to_be_visible()

@@ -52,13 +52,21 @@ async function next() {
   $("context").lastChild.scrollIntoView({ block: "nearest" });
 }
 
-async function label(value) {
+async function label(value) {  // keys and buttons wait (hidden) until the next item is shown, then the count moves
   if (!current) return;
+  const item = current;
+  current = null;
+  $("labels").hidden = true;
   try {
-    await api("POST", "/api/annotate", { message_id: current.message.id, label: value });
-    await refreshCount();
-    await next();
-  } catch (error) { say(error.message); }
+    await api("POST", "/api/annotate", { message_id: item.message.id, label: value });
+  } catch (error) {
+    current = item;
+    $("labels").hidden = false;
+    say(error.message);
+    return;
+  }
+  await next();
+  try { await refreshCount(); } catch (error) { say(error.message); }
 }
 
 async function refreshCount() {

@@ -28,38 +28,51 @@ function showItem(item) {
   $("reason").value = "";
 }
 
-async function next() {
-  say("");
-  showItem(null);
+// While a vote is saved and the next item fetched, the page is busy: the choices are disabled, keys are refused
+// and "Saving..." says so. The next item and the new count appear together, so "N compared" means the page is
+// ready for the next vote.
+function setBusy(busy) {
+  $("work").setAttribute("aria-busy", busy ? "true" : "false");
+  for (const button of $("choices").querySelectorAll("button")) button.disabled = busy;
+  $("busy").hidden = !busy;
+}
+
+function showCount(me) {
+  $("whoami").textContent = me.rater + " · " + me.voted + " compared · " + me.remaining + " left";
+}
+
+async function advance() {  // fetches the count and the next item, then shows both at once
+  setBusy(true);
   try {
-    showItem(await api("GET", "/api/compare/next"));
+    const me = await api("GET", "/api/compare/me");
+    let item = null, message = "";
+    try { item = await api("GET", "/api/compare/next"); } catch (error) { message = error.message; }
+    showCount(me);
+    showItem(item);
+    say(message);
   } catch (error) {
-    say(error.message);
+    showItem(null);
+    say(error.message + " (reload the page to go on)");
+  } finally {
+    setBusy(false);
   }
 }
 
 async function vote(choice) {
-  if (!current) return;
-  const item = current;
-  current = null;  // no double vote while the request runs
+  if (!current || $("work").getAttribute("aria-busy") === "true") return;
+  setBusy(true);
   try {
-    await api("POST", "/api/compare", { id: item.id, choice, reason: $("reason").value.trim() || null });
-    await refreshCount();
-    await next();
+    await api("POST", "/api/compare", { id: current.id, choice, reason: $("reason").value.trim() || null });
   } catch (error) {
-    current = item;
+    setBusy(false);
     say(error.message);
+    return;
   }
-}
-
-async function refreshCount() {
-  const me = await api("GET", "/api/compare/me");
-  $("whoami").textContent = me.rater + " · " + me.voted + " compared · " + me.remaining + " left";
-  return me;
+  await advance();
 }
 
 async function start() {
-  try { await refreshCount(); } catch (error) {
+  try { await api("GET", "/api/compare/me"); } catch (error) {  // the token is checked; advance shows the count
     sessionStorage.removeItem("organic-rater");
     $("login").hidden = false;
     say(error.message);
@@ -67,14 +80,14 @@ async function start() {
   }
   $("login").hidden = true;
   $("work").hidden = false;
-  await next();
+  await advance();
 }
 
 for (const button of $("choices").querySelectorAll("button")) {
   button.addEventListener("click", () => vote(button.dataset.choice));
 }
 document.addEventListener("keydown", (event) => {  // a, t, b pick a choice outside the text fields
-  if (!current || event.target.tagName === "INPUT" || event.target.tagName === "TEXTAREA") return;
+  if (event.target.tagName === "INPUT" || event.target.tagName === "TEXTAREA") return;
   const choice = { a: "A", b: "B", t: "tie" }[event.key.toLowerCase()];
   if (choice) vote(choice);
 });
