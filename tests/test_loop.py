@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from organic.cli import app
 from tiny import tiny_llama_folder
 
+FIXTURES = Path(__file__).parent / "fixtures"
 
-def test_loop_runs_every_stage_and_writes_one_report(tmp_path, monkeypatch):
+
+def test_loop_runs_every_stage_and_writes_one_report(tmp_path, monkeypatch, tiny_model_dir):
     import organic.loop as loop
     from judging import small_judge
 
@@ -21,16 +24,18 @@ def test_loop_runs_every_stage_and_writes_one_report(tmp_path, monkeypatch):
     # and a reward-model gate no reward model passes: the loop must fall back to one iteration and say why
     monkeypatch.setattr(loop, "LoopConfig", functools.partial(loop.LoopConfig, rater_judge=tmp_path / "rater",
                                                               evaluator_judge=tmp_path / "evaluator", min_reward_auc=1.01))
-    base = tiny_llama_folder(tmp_path / "base")
     result = CliRunner().invoke(app, [
-        "loop", "--out", str(tmp_path / "loop"), "--model", str(base), "--users", "16", "--troll-share", "0.25",
+        "loop", "--out", str(tmp_path / "loop"), "--model", str(tiny_model_dir), "--users", "16", "--troll-share", "0.25",
         "--turns", "2", "--rating-rate", "1", "--iterations", "2", "--baseline", "sft", "--max-steps", "1",
-        "--batch-size", "4", "--max-new-tokens", "6", "--eval-contexts", "4",
+        "--batch-size", "4", "--max-new-tokens", "6", "--eval-contexts", "4", "--seeds", "2", "--engine", "ct2-int8",
     ])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "loop" / "loop.json").read_text())
     assert summary["simulation"]["people"] == 16 and summary["simulation"]["trolls"] == 4
-    assert set(summary["eval"]["models"]) == {"base", "cringe-it1", "cringe-unfiltered", "sft"}  # it2 refused by the gate
+    # it2 refused by the gate; the second seed's chain is evaluated at its last iteration
+    assert set(summary["eval"]["models"]) == {"base", "cringe-it1", "cringe-it1-seed1", "cringe-unfiltered", "sft"}
+    assert summary["eval"]["settings"]["engine"] == "ct2-int8" and "engine ct2-int8" in (tmp_path / "loop" / "README.md").read_text()
+    assert (tmp_path / "loop" / "models" / "cringe-seed1" / "iteration-1").is_dir()
     assert "under the gate of 1.01" in summary["notes"]["reward_gate"]
     for model in summary["eval"]["models"].values():
         assert model["breakdown"]["n"] == len(model["replies"]) > 0
@@ -40,3 +45,52 @@ def test_loop_runs_every_stage_and_writes_one_report(tmp_path, monkeypatch):
     assert summary["eval"]["raters_vs_evaluator"]["n"] == sum(len(m["replies"]) for m in summary["eval"]["models"].values())
     assert all(m["guards"]["perplexity_human"] > 1 for m in summary["eval"]["models"].values())
     assert (tmp_path / "loop" / "analysis" / "report.html").is_file()
+
+
+def test_loop_from_store_learns_from_an_imported_release_without_simulating(tmp_path, monkeypatch):
+    import organic.loop as loop
+    from judging import small_judge
+    from organic.formats.ingest import import_bb3x
+    from organic.store import connect
+    from organic.store.read import iter_conversations
+
+    small_judge(tmp_path / "rater", seed=1)
+    small_judge(tmp_path / "evaluator", seed=2)
+    monkeypatch.setattr(loop, "LoopConfig", functools.partial(loop.LoopConfig, rater_judge=tmp_path / "rater",
+                                                              evaluator_judge=tmp_path / "evaluator"))
+    url = f"sqlite:///{tmp_path / 'deployment.db'}"
+    release = tmp_path / "release.jsonl"  # the sample release six times over, as other people's conversations
+    with release.open("w") as f:
+        for k in range(6):
+            for line in (FIXTURES / "bb3x_sample.jsonl").read_text().splitlines():
+                convo = json.loads(line)
+                convo["convo_id"], convo["user_pseudo_id"] = f"{convo['convo_id']}-{k}", f"{convo['user_pseudo_id']}-{k}"
+                for message in convo["message_history"]:
+                    for key in ("human_message_id", "bot_message_id"):
+                        if message.get(key):
+                            message[key] = f"{message[key]}-{k}"
+                f.write(json.dumps(convo) + "\n")
+    import_bb3x(connect(url), [release])
+    stored = sum(1 for _ in iter_conversations(connect(url)))
+    base = tiny_llama_folder(tmp_path / "base")
+    args = ["loop", "--out", str(tmp_path / "loop"), "--model", str(base), "--iterations", "1", "--baseline", "sft",
+            "--max-steps", "1", "--batch-size", "2", "--max-new-tokens", "4", "--eval-contexts", "3", "--held-out-share", "0.3"]
+    refused = CliRunner().invoke(app, [*args, "--from-store"])
+    assert refused.exit_code == 2 and "give its --database-url" in refused.output
+    result = CliRunner().invoke(app, [*args, "--from-store", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "loop" / "loop.json").read_text())
+    assert summary["simulation"] is None and not (tmp_path / "loop" / "people.json").exists()
+    assert sum(1 for _ in iter_conversations(connect(url))) == stored and summary["analysis"]["conversations"] > 0  # nobody added
+    assert set(summary["eval"]["models"]) == {"base", "cringe-it1", "cringe-unfiltered", "sft"}
+    assert summary["eval"]["contexts"] and summary["eval_conversations"] >= 1
+    assert "From the store: " in (tmp_path / "loop" / "README.md").read_text()
+    assert "simulate" not in summary["timings_s"]
+
+
+def test_loop_from_an_empty_store_says_there_is_nothing_to_learn_from(tmp_path):
+    base = tiny_llama_folder(tmp_path / "base")
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = CliRunner().invoke(app, ["loop", "--out", str(tmp_path / "loop"), "--model", str(base), "--from-store",
+                                      "--database-url", url])
+    assert result.exit_code == 2 and "no bot replies to learn from" in result.output

@@ -506,28 +506,36 @@ def loop_command(
     turns: int = 4,
     rating_rate: Annotated[float, typer.Option(help="Share of replies people rate (BB3: 5%; more gives more labels at small sizes).")] = 0.3,
     iterations: Annotated[int, typer.Option(help="CRINGE iterations.")] = 3,
-    baseline: Annotated[list[str] | None, typer.Option(help="TRL baselines on the same data (repeatable; default sft and kto).")] = None,
+    baseline: Annotated[list[str] | None, typer.Option(help="TRL baselines on the same data (repeatable; default sft, kto and dpo).")] = None,
     max_steps: Annotated[int, typer.Option(help="Optimizer steps per training run.")] = 20,
     batch_size: int = 8,
     learning_rate: float = 5e-5,
     max_new_tokens: int = 32,
     eval_contexts: Annotated[int, typer.Option(help="Held-out contexts each model answers.")] = 60,
+    eval_per_conversation: Annotated[int, typer.Option(help="At most this many held-out contexts from one conversation.")] = 2,
+    held_out_share: Annotated[float, typer.Option(help="Share of conversations kept out of training, for the evaluation.")] = 0.2,
     seed: int = 0,
+    seeds: Annotated[int, typer.Option(help="CRINGE chains trained with seeds seed, seed+1, ...; the last iteration of each is evaluated.")] = 1,
+    engine: Annotated[str, typer.Option(help="Generation engine for the simulated server, CRINGE candidates and the eval: transformers, ct2-int8 or ct2-float32.")] = "transformers",
+    from_store: Annotated[bool, typer.Option("--from-store", help="Simulate nobody: learn from the conversations already in --database-url (a deployment's store or an imported BB3x release).")] = False,
     model: Annotated[str | None, typer.Option(help="Base model: the bundled smollm2-135m-instruct or a local folder.")] = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="Store for the run (default: a new SQLite file in --out).")] = None,
 ) -> None:
-    """The whole loop on simulated people: simulate -> analyze -> reward model -> CRINGE x N, SFT, KTO -> eval, one report."""
+    """The whole loop: simulate (or --from-store) -> analyze -> trolls -> reward model -> CRINGE x N, SFT, KTO, DPO -> eval, one report."""
     from organic.loop import LoopConfig, run_loop
 
     settings = get_settings().model_copy(update={"backend": "transformers", **({"model": model} if model else {})})
     out.mkdir(parents=True, exist_ok=True)
-    engine = _engine(database_url or f"sqlite:///{(out / 'loop.db').resolve()}")
+    if from_store and not database_url:
+        raise fail("--from-store learns from an existing store: give its --database-url")
+    engine_ = _engine(database_url or f"sqlite:///{(out / 'loop.db').resolve()}")
     config = LoopConfig(users=users, troll_share=troll_share, turns=turns, rating_rate=rating_rate, iterations=iterations,
-                        baselines=tuple(baseline if baseline is not None else ("sft", "kto")), max_steps=max_steps,
+                        baselines=tuple(baseline if baseline is not None else LoopConfig.baselines), max_steps=max_steps,
                         batch_size=batch_size, learning_rate=learning_rate, max_new_tokens=max_new_tokens,
-                        eval_contexts=eval_contexts, seed=seed)
+                        eval_contexts=eval_contexts, eval_per_conversation=eval_per_conversation,
+                        held_out_share=held_out_share, seed=seed, seeds=seeds, engine=engine, from_store=from_store)
     try:
-        run_loop(settings, engine, out, config, console)
+        run_loop(settings, engine_, out, config, console)
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
     console.print(f"loop report: {out / 'README.md'}")

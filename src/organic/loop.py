@@ -1,11 +1,17 @@
-"""``organic loop``: the whole BB3 -> BB3x loop, end to end, on simulated people.
+"""``organic loop``: the whole BB3 -> BB3x loop, end to end, on simulated people or on a real store.
 
-    simulate -> analyze -> find trolls -> reward model -> CRINGE x N (and SFT, KTO on the same data) -> eval
+    simulate -> analyze -> find trolls -> reward model -> CRINGE x N (and SFT, KTO, DPO on the same data) -> eval
 
 It serves the base model behind the real HTTP server, lets simulated helpers and trolls chat and rate, finds
 the trolls, trains the reward model on the helpers' thumbs, trains CRINGE iterations and the baselines on the
 same filtered data (and one CRINGE without troll filtering, to measure what filtering buys), and evaluates
-every model on held-out conversations, Table 9 style. One report compares them all.
+every model on held-out conversations, Table 9 style. One report compares them all. With ``from_store`` it skips
+the simulation and runs the rest on the conversations already in the store (a deployment's, or an imported BB3x
+release); troll detection then has no ground truth to be scored against.
+
+The CRINGE chain is trained once per seed (``seeds``); every iteration of the first seed is evaluated, and the
+final iteration of each further seed, so that the final comparison does not rest on one training run. Generation
+(the simulated deployment's server, iterative CRINGE's candidates, the evaluation) runs on ``engine``.
 
 The helpers rate with the *rater* judge and the evaluation uses the *evaluator* judge: two learned judges fitted
 on disjoint halves of the labelled set (``evaluate/judge.py``), so that the model cannot learn one instrument's
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +41,7 @@ class LoopConfig:
     concurrency: int = 8  # people chatting at once (the backend batches their replies)
     max_new_tokens: int = 32  # reply length while simulating and evaluating
     iterations: int = 3  # CRINGE iterations (BB3x: 3)
-    baselines: tuple[str, ...] = ("sft", "kto")  # TRL methods trained on the same data
+    baselines: tuple[str, ...] = ("sft", "kto", "dpo")  # TRL methods trained on the same data
     max_steps: int = 20  # optimizer steps per training run
     batch_size: int = 8
     learning_rate: float = 5e-5
@@ -45,7 +51,11 @@ class LoopConfig:
     min_reward_auc: float = 0.65  # later iterations need a reward model at least this good on held-out thumbs
     held_out_share: float = 0.2  # conversations kept out of training, for evaluation
     eval_contexts: int = 60  # held-out contexts each model answers
+    eval_per_conversation: int = 2  # at most this many of them from one conversation, so they span many
     seed: int = 0
+    seeds: int = 1  # CRINGE chains, trained with seed, seed + 1, ...
+    engine: str = "transformers"  # generation engine (generate.batch.ENGINES): serving, candidates, eval
+    from_store: bool = False  # no simulation: learn from the conversations already in the store
     rater_judge: Path | None = None  # the simulated people's judge (default: the shipped rater half)
     evaluator_judge: Path | None = None  # the evaluation's judge (default: the shipped evaluator half)
     notes: dict[str, Any] = field(default_factory=dict)
@@ -58,16 +68,18 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     from organic.evaluate.judge import EVALUATOR, RATER, Judge, instruments_agreement
     from organic.evaluate.labelled import human_reference
     from organic.evaluate.run import evaluate_models, held_out_contexts, write_eval_report
-    from organic.generate import TransformersBackend, prepare_model
-    from organic.learn.data import build_training_set, held_out
+    from organic.generate import prepare_model
     from organic.generate.base import GenerationSettings
+    from organic.generate.batch import ENGINES
+    from organic.generate.prepare import local_backend
+    from organic.learn.data import build_training_set, held_out
     from organic.learn.iterate import check_reward_auc, iterate_cringe
     from organic.learn.reward import RewardConfig, RewardModel, evaluate as evaluate_reward, score_store as score_rewards
     from organic.learn.train import TrainConfig, train
     from organic.serve.app import create_app
     from organic.simulate.people import population
     from organic.serve.local import LocalServer
-    from organic.simulate.run import judge_rater, simulate
+    from organic.simulate.run import SimulationReport, judge_rater, simulate
     from organic.store.read import iter_conversations
     from organic.store.versions import register_version
 
@@ -81,25 +93,36 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
         timings[name] = round(time.perf_counter() - started - sum(timings.values()), 1)
         console.print(f"[bold]loop[/bold]: {name} done ({timings[name]:.0f} s)")
 
+    if config.engine not in ENGINES:
+        raise ValueError(f"unknown engine {config.engine!r}; choose one of: {', '.join(ENGINES)}")
     settings = settings.model_copy(update={"max_new_tokens": config.max_new_tokens})
+    if config.engine != "transformers":  # the simulated deployment serves on the same engine
+        settings = settings.model_copy(update={"backend": "ct2", "ct2_compute_type": config.engine.removeprefix("ct2-")})
     base = prepare_model(settings.model, settings.home)
+    rater, evaluator = Judge.load(config.rater_judge or RATER), Judge.load(config.evaluator_judge or EVALUATOR)
 
     # 1. serve the base model and let simulated people use it ---------------------------------------------
-    rater, evaluator = Judge.load(config.rater_judge or RATER), Judge.load(config.evaluator_judge or EVALUATOR)
-    people = population(config.users, config.troll_share, turns=config.turns, seed=config.seed)
-    backend = TransformersBackend(base)
-    with LocalServer(create_app(settings, [backend], engine=engine)) as url:
-        simulation = simulate(url, people, rater=judge_rater(rater), rating_rate=config.rating_rate, concurrency=config.concurrency)
-    backend.close()
-    (out / "people.json").write_text(json.dumps(simulation.people, indent=1))
-    step("simulate")
+    if config.from_store:
+        simulation = None
+    else:
+        people = population(config.users, config.troll_share, turns=config.turns, seed=config.seed)
+        backend = local_backend(settings, base)
+        with LocalServer(create_app(settings, [backend], engine=engine)) as url:
+            simulation = simulate(url, people, rater=judge_rater(rater), rating_rate=config.rating_rate, concurrency=config.concurrency)
+        backend.close()
+        (out / "people.json").write_text(json.dumps(simulation.people, indent=1))
+        step("simulate")
 
     # 2. analyze, and find the trolls ----------------------------------------------------------------------
     analysis = build_report(None, out / "analysis", engine)
+    if not analysis["bot_messages"]:
+        raise ValueError("the store holds no bot replies to learn from: chat first, or import a BB3x release")
     scores = score_trolls(engine)
     flagged = troll_ids(scores)
-    truth = [simulation.people.get(s.user, "helper") != "helper" for s in scores]
-    found = detection(truth, [-(s.trust if s.trust is not None else 1.0) for s in scores], [s.is_troll for s in scores])
+    found = None
+    if simulation is not None:  # a simulation knows who the trolls were
+        truth = [simulation.people.get(s.user, "helper") != "helper" for s in scores]
+        found = detection(truth, [-(s.trust if s.trust is not None else 1.0) for s in scores], [s.is_troll for s in scores])
     step("analyze")
 
     # 3. the reward model, on the thumbs of users not flagged ----------------------------------------------
@@ -133,11 +156,20 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
         except ValueError as gate:  # the first iteration learns from people's thumbs alone; later ones would learn noise
             iterations, notes["reward_gate"] = 1, str(gate)
             console.print(f"[yellow]loop[/yellow]: {gate} Training one CRINGE iteration only.")
-    iterate_cringe(filtered, base, out / "models" / "cringe", reward, iterations, train_config,
-                   contexts_per_iteration=config.contexts_per_iteration, candidates=config.candidates,
-                   generation=GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=0.7, top_p=0.9),
-                   reward_auc=auc, min_reward_auc=config.min_reward_auc,
-                   on_iteration=lambda i, folder, m: register(f"cringe-it{i}", folder, f"loop-cringe-it{i - 1}" if i > 1 else None, "cringe", m))
+    for k in range(config.seeds):
+        seed = config.seed + k
+        tag = "" if k == 0 else f"-seed{seed}"  # every iteration of the first seed is evaluated, the last of the others
+
+        def on_iteration(i: int, folder: Path, metrics: dict, tag: str = tag) -> None:
+            name = f"cringe-it{i}{tag}"
+            register(name, folder, f"loop-cringe-it{i - 1}{tag}" if i > 1 else None, "cringe", metrics)
+            if tag and i < iterations:
+                del models[name]
+
+        iterate_cringe(filtered, base, out / "models" / f"cringe{tag}", reward, iterations, replace(train_config, seed=seed),
+                       contexts_per_iteration=config.contexts_per_iteration, candidates=config.candidates,
+                       generation=GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=0.7, top_p=0.9),
+                       reward_auc=auc, min_reward_auc=config.min_reward_auc, engine=config.engine, on_iteration=on_iteration)
     step("cringe")
     register("cringe-unfiltered", out / "models" / "cringe-unfiltered", None, "cringe",
              train("cringe", unfiltered, base, out / "models" / "cringe-unfiltered", train_config))
@@ -148,25 +180,31 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     # 5. evaluate every model on held-out conversations ----------------------------------------------------
     # the evaluator judge was fitted on the half of the labelled set the raters' judge never saw; perplexity is
     # measured on real human replies no model trained on
-    contexts, _ = held_out_contexts(engine, config.held_out_share, config.eval_contexts, seed=config.seed)
-    results = evaluate_models(models, contexts, human_reference(200), reward, judge=evaluator, max_new_tokens=config.max_new_tokens)
+    held = held_out_contexts(engine, config.held_out_share, config.eval_contexts, seed=config.seed,
+                             per_conversation=config.eval_per_conversation)
+    contexts = held.contexts
+    results = evaluate_models(models, contexts, human_reference(200), reward, judge=evaluator,
+                              max_new_tokens=config.max_new_tokens, engine=config.engine)
     results["raters_vs_evaluator"] = instruments_agreement(rater, results)
     write_eval_report(results, out / "eval")
     step("evaluate")
 
     summary = {
         "config": asdict(config),
-        "simulation": {"people": len(simulation.people), "trolls": sum(k != "helper" for k in simulation.people.values()),
-                       "messages": simulation.messages, "feedback_answers": simulation.feedback_answers,
-                       "canned_replies": simulation.canned, "ratings": {f"{k}:{t}": n for (k, t), n in simulation.ratings.items()},
-                       "seconds": round(simulation.seconds, 1), "errors": simulation.errors[:5]},
+        "simulation": None if simulation is None else {
+            "people": len(simulation.people), "trolls": sum(k != "helper" for k in simulation.people.values()),
+            "messages": simulation.messages, "feedback_answers": simulation.feedback_answers,
+            "canned_replies": simulation.canned, "ratings": {f"{k}:{t}": n for (k, t), n in simulation.ratings.items()},
+            "seconds": round(simulation.seconds, 1), "errors": simulation.errors[:5]},
         "analysis": {k: analysis[k] for k in ("users", "conversations", "messages", "bot_messages", "thumbs_up", "thumbs_down")},
-        "trolls": found.to_json() | {"too_few_labels": sum(s.too_few_labels for s in scores)},
+        "trolls": (found.to_json() if found else {"flagged": len(flagged), "total": len(scores)})
+                  | {"too_few_labels": sum(s.too_few_labels for s in scores)},
         "notes": notes,
         "reward_model": reward_metrics,
         "training_data": {"filtered": _sizes(filtered), "unfiltered": _sizes(unfiltered)},
         "training": training,
         "eval": results,
+        "eval_conversations": len(held.conversations),
         "timings_s": timings,
     }
     (out / "loop.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -182,15 +220,23 @@ def render(summary: dict[str, Any]) -> str:
     """The loop's report: the base model against every iteration and baseline, Table 9 style."""
     from organic.evaluate.run import render_table
 
-    s, t, r = summary["simulation"], summary["trolls"], summary["reward_model"]
+    s, t, r, a = summary["simulation"], summary["trolls"], summary["reward_model"], summary["analysis"]
+    if s:
+        source = (f"Simulated {s['people']} people ({s['trolls']} trolls), {s['messages']} messages, {s['feedback_answers']} "
+                  f"answers to \"what should I have said?\", {s['canned_replies']} canned safety replies, in {s['seconds']:.0f} s.")
+        trolls = (f"Troll detection (user level): {t['flagged']} flagged of {t['total']} users with ratings ({t['positives']} "
+                  f"trolls), precision {t['precision']:.2f}, recall {t['recall']:.2f}, ROC AUC "
+                  f"{t['auc'] if t['auc'] is not None else 'n/a'}; ")
+    else:
+        source = (f"From the store: {a['users']} users, {a['conversations']} conversations, {a['bot_messages']} bot replies, "
+                  f"{a['thumbs_up']} thumbs up and {a['thumbs_down']} down; nobody simulated.")
+        trolls = (f"Troll detection: {t['flagged']} of {t['total']} users with ratings flagged (no ground truth in a real "
+                  "store); ")
     lines = [
         "# organic loop: base model vs CRINGE iterations and baselines",
         "",
-        f"Simulated {s['people']} people ({s['trolls']} trolls), {s['messages']} messages, {s['feedback_answers']} answers to "
-        f"\"what should I have said?\", {s['canned_replies']} canned safety replies, in {s['seconds']:.0f} s.",
-        f"Troll detection (user level): {t['flagged']} flagged of {t['total']} users with ratings ({t['positives']} trolls), "
-        f"precision {t['precision']:.2f}, recall {t['recall']:.2f}, ROC AUC {t['auc'] if t['auc'] is not None else 'n/a'}; "
-        f"{t['too_few_labels']} users rated fewer than 3 replies, too few for a trust score.",
+        source,
+        trolls + f"{t['too_few_labels']} users rated fewer than 3 replies, too few for a trust score.",
         f"Reward model on held-out thumbs: accuracy {r.get('accuracy', float('nan')):.2f}, ROC AUC {r.get('roc_auc', float('nan')):.2f} "
         f"(n = {r.get('n', 0)}).",
         "Training data: " + " and ".join(f"{d['examples']} examples ({d['good']} good, {d['bad']} bad) {how}" for how, d in
@@ -198,7 +244,9 @@ def render(summary: dict[str, Any]) -> str:
                                           ("without", summary["training_data"]["unfiltered"]))) + ".",
         *(f"Note: {note}" for note in summary["notes"].values()),
         "",
-        f"Evaluated on {len(summary['eval']['contexts'])} held-out contexts by the evaluator judge. " + summary["eval"]["judge"]["agreement"],
+        f"Evaluated on {len(summary['eval']['contexts'])} held-out contexts from {summary['eval_conversations']} conversations, "
+        f"one sampled reply each (engine {summary['eval']['settings']['engine']}), by the evaluator judge. "
+        + summary["eval"]["judge"]["agreement"],
         _instruments(summary["eval"].get("raters_vs_evaluator")),
         "",
         render_table(summary["eval"]),

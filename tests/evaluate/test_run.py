@@ -116,9 +116,11 @@ def test_held_out_contexts_come_from_held_out_conversations(engine):
     crowd_only = held_out_contexts(engine, share=1.0, sources=("crowd",))
     assert crowd_only.contexts == everything.contexts and all(pair in everything.good for pair in crowd_only.good)
     assert len(crowd_only.good) < len(everything.good)
-    contexts, good = held_out_contexts(engine, share=0.0)  # a pair, as the loop unpacks it
-    assert contexts == [] and good == []
+    contexts, good, conversations = held_out_contexts(engine, share=0.0)
+    assert contexts == [] and good == [] and conversations == set()
     assert len(held_out_contexts(engine, share=1.0, limit=1).contexts) == 1
+    one_each = held_out_contexts(engine, share=1.0, per_conversation=1)  # spread over conversations
+    assert len(one_each.contexts) == len(one_each.conversations) == len(everything.conversations) < len(everything.contexts)
 
 
 def test_models_are_named_from_the_command_line(tmp_path, engine):

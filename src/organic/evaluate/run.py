@@ -37,26 +37,32 @@ class HeldOut(NamedTuple):
 
     contexts: list[list[dict]]
     good: list[Pair]
+    conversations: set[str] = set()  # the external ids of the conversations the contexts come from
 
 
 def held_out_contexts(engine, share: float = 0.2, limit: int = 200, *, seed: int = 0, filters=None,
-                      sources: tuple[str, ...] | None = None) -> HeldOut:
-    """Up to ``limit`` distinct contexts that end with a user turn, and up to ``limit`` good bot replies (labelled
+                      sources: tuple[str, ...] | None = None, per_conversation: int | None = None) -> HeldOut:
+    """Up to ``limit`` distinct contexts that end with a user turn (at most ``per_conversation`` from one
+    conversation, when given, so that they span more conversations), and up to ``limit`` good bot replies (labelled
     by ``learn.data.label_of``; only from ``sources`` such as ("thumb", "crowd") when given, to leave out replies
     only the reward model called good), from the conversations ``held_out(id, share, seed)`` keeps out of
     training, in store order."""
     from organic.learn.data import examples, held_out
     from organic.store.read import iter_conversations
 
-    held, seen = HeldOut([], []), set()
+    held, seen = HeldOut([], [], set()), set()
     for convo in iter_conversations(engine, filters):
         if not held_out(convo.external_id, share, seed):
             continue
+        taken = 0
         for ex in examples([convo]):
             key = json.dumps(ex.context)
-            if ex.context and ex.context[-1]["role"] == "user" and key not in seen and len(held.contexts) < limit:
+            if ex.context and ex.context[-1]["role"] == "user" and key not in seen and len(held.contexts) < limit \
+                    and (per_conversation is None or taken < per_conversation):
                 seen.add(key)
                 held.contexts.append(ex.context)
+                held.conversations.add(convo.external_id)
+                taken += 1
             if ex.label == 1 and ex.reply.strip() and len(held.good) < limit and (sources is None or ex.source in sources):
                 held.good.append((ex.context, ex.reply))
         if len(held.contexts) >= limit and len(held.good) >= limit:

@@ -65,12 +65,12 @@ def label_replies(contexts: list[list[dict]], replies: list[str], reward: Reward
 
 def candidate_examples(folder: Path, contexts: list[list[dict]], reward: RewardModel, *, iteration: int,
                        candidates: int = 4, settings: GenerationSettings = SAMPLING, max_copies: int = 2,
-                       seed: int = 0) -> tuple[list[Example], dict]:
+                       seed: int = 0, engine: str = "transformers") -> tuple[list[Example], dict]:
     """The new examples of one iteration: ``candidates`` sampled replies per context from the model in ``folder``
     (one load, one batched pass over the contexts repeated), labelled, then ``select_examples`` (copies cap over
-    the whole set, 50/50). Returns them and what happened on the way, for the iteration's metrics."""
+    the whole set, 50/50), generated on ``engine`` (``generate.batch.ENGINES``). Returns them and what happened on the way, for the iteration's metrics."""
     repeated = [context for context in contexts for _ in range(candidates)]
-    replies = generate_replies(folder, repeated, settings)
+    replies = generate_replies(folder, repeated, settings, engine=engine)
     labelled = label_replies(repeated, [r.text for r in replies], reward, iteration=iteration)
     added = select_examples(labelled, max_copies=max_copies, balance=True, seed=seed)
     return added, {"candidates": len(labelled), "candidates_good": sum(e.label for e in labelled),
@@ -81,7 +81,7 @@ def candidate_examples(folder: Path, contexts: list[list[dict]], reward: RewardM
 def iterate_cringe(examples: list[Example], base: Path, out_root: Path, reward: RewardModel, iterations: int,
                    config: TrainConfig | None = None, *, contexts_per_iteration: int = 64, candidates: int = 4,
                    generation: GenerationSettings = SAMPLING, max_copies: int = 2,
-                   reward_auc: float | None = None, min_reward_auc: float = MIN_REWARD_AUC,
+                   reward_auc: float | None = None, min_reward_auc: float = MIN_REWARD_AUC, engine: str = "transformers",
                    on_iteration: Callable[[int, Path, dict], None] | None = None) -> list[Path]:
     """``iterations`` rounds of CRINGE; returns the model folder of each. ``on_iteration(i, folder, metrics)``
     runs after each (the CLI registers a model version there).
@@ -89,7 +89,7 @@ def iterate_cringe(examples: list[Example], base: Path, out_root: Path, reward: 
     ``reward_auc`` is the reward model's ROC AUC on held-out examples (``organic.learn.reward.evaluate(reward,
     held_out)["roc_auc"]``); with more than one iteration it must reach ``min_reward_auc`` or nothing is trained
     (``check_reward_auc``). ``candidates`` replies are sampled per context with ``generation`` (its seed is
-    replaced by ``config.seed + iteration``); at most ``max_copies`` of an identical positive are kept.
+    replaced by ``config.seed + iteration``) on ``engine``; at most ``max_copies`` of an identical positive are kept.
     """
     config = config or TrainConfig()
     if iterations > 1:
@@ -102,7 +102,8 @@ def iterate_cringe(examples: list[Example], base: Path, out_root: Path, reward: 
         if i > 1:  # the first round trains on the original data; later rounds add the previous model's replies
             settings = replace(generation, seed=config.seed + i)
             added, found = candidate_examples(current, contexts, reward, iteration=i, candidates=candidates,
-                                              settings=settings, max_copies=max_copies, seed=config.seed + i)
+                                              settings=settings, max_copies=max_copies, seed=config.seed + i,
+                                              engine=engine)
             data = data + added
         folder = out_root / f"iteration-{i}"
         metrics = train("cringe", data, current, folder, config)
