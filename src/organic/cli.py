@@ -53,7 +53,7 @@ def import_bb3x(
     paths: Annotated[list[Path], typer.Argument(help="BB3x JSONL files, or folders of release_data_NN.jsonl chunks.")],
     split: Annotated[str | None, typer.Option(help="Split for every conversation (default: from the chunk number, 00-02 test, 03-05 valid, 06-99 train).")] = None,
     model_version: Annotated[str, typer.Option(help="Model version that wrote the bot messages.")] = "blenderbot3-175b",
-    allow_release: Annotated[bool, typer.Option(help="Mark the imported users as having allowed public release (the BB3x data is public).")] = True,
+    allow_release: Annotated[bool, typer.Option("--allow-release", help="Assert that the users of lines without organic's consent record (the public BB3x release) agreed to a public release; otherwise they are saved, not released. Lines organic exported keep their users' own choices.")] = False,
     stop_on_error: Annotated[bool, typer.Option(help="Stop at the first bad line instead of skipping it.")] = False,
     database_url: DatabaseOption = None,
 ) -> None:

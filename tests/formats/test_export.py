@@ -17,12 +17,12 @@ from organic.formats.ingest import import_bb3x
 from organic.formats.rows import SCHEMA
 from organic.store import Conversation, User
 from organic.store.read import Filters, count_conversations, iter_conversations
-from organic.store.users import delete_user
+from organic.store.users import delete_user, list_users
 
 
 @pytest.fixture
 def filled(engine):
-    import_bb3x(engine, [FIXTURES / "bb3x_sample.jsonl"])
+    import_bb3x(engine, [FIXTURES / "bb3x_sample.jsonl"], allow_release=True)  # the public release: its users agreed
     return engine
 
 
@@ -142,8 +142,8 @@ def test_release_takes_consented_users_scrubs_pii_and_writes_a_data_card(engine,
         {"text": "Call me at (555) 123-4567, I live at 42 Maple Street.", "sender": "human"},
     ]}
     source.write_text(json.dumps(convo) + "\n")
-    import_bb3x(engine, [source])
-    import_bb3x(engine, [FIXTURES / "bb3x_sample.jsonl"], allow_release=False)
+    import_bb3x(engine, [source], allow_release=True)
+    import_bb3x(engine, [FIXTURES / "bb3x_sample.jsonl"])  # release is opt-in: these users are saved, not released
     out = tmp_path / "release.jsonl"
     summary = export(engine, "bb3x", out, release=True, salt=b"fixed salt for the test")
     released = jsonl(out)
@@ -158,3 +158,37 @@ def test_release_takes_consented_users_scrubs_pii_and_writes_a_data_card(engine,
     assert "CC BY 4.0" in card and "1 conversations, 3 messages" in card and "allow public release" in card
     with pytest.raises(ValueError, match="drop --consent"):
         export(engine, "bb3x", out, Filters(consent="saved"), release=True)
+
+
+@both_databases
+def test_consent_travels_through_an_export_and_a_reimport(engine, tmp_path, database_url):
+    """A backup restore must not publish a user who only chose "save": the BB3x export carries each user's
+    consent and the import keeps it; a line without it is never released unless --allow-release asserts it."""
+    from organic.store import connect
+
+    import_bb3x(engine, [FIXTURES / "bb3x_sample.jsonl"], allow_release=True)
+    with engine.begin() as conn:
+        conn.execute(update(User).where(User.pseudo_id == "u-bob").values(allow_release=False, save_conversations=True))
+    backup = tmp_path / "backup.jsonl"
+    export(engine, "bb3x", backup)
+    assert all(line["organic_consent"]["age_confirmed"] for line in jsonl(backup))
+    restored = connect(f"sqlite:///{tmp_path / 'restored.db'}")
+    import_bb3x(restored, [backup], allow_release=True)  # even when asserting release for lines without a record
+    users = {u.pseudo_id: u for u in list_users(restored)}
+    assert users["u-bob"].allow_release is False and users["u-bob"].save_conversations is True
+    assert users["u-alice"].allow_release is True
+    out = tmp_path / "release.jsonl"
+    export(restored, "bb3x", out, release=True, salt=b"salt")
+    assert "c-002" not in {c["convo_id"] for c in jsonl(out)} and jsonl(out)  # bob's conversation is not released
+    public = connect(f"sqlite:///{tmp_path / 'public.db'}")
+    import_bb3x(public, [FIXTURES / "bb3x_sample.jsonl"])  # no consent record, nothing asserted: saved, not released
+    assert not any(u.allow_release for u in list_users(public)) and all(u.save_conversations for u in list_users(public))
+
+
+def test_a_malformed_consent_record_is_refused(tmp_path):
+    from organic.formats.bb3x import parse_conversation
+
+    line = json.loads((FIXTURES / "bb3x_sample.jsonl").read_text().splitlines()[0])
+    for bad in ({"allow_release": "yes"}, {"age_confirmed": True, "save_conversations": False, "allow_release": True}, []):
+        with pytest.raises(ValueError, match="organic_consent"):
+            parse_conversation(line | {"organic_consent": bad})

@@ -104,9 +104,16 @@ def describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+CONSENT_KEY = "organic_consent"  # what the user agreed to, carried in a BB3x line's extra fields (the format has none)
+
+
 def parse_conversation(data: Any, *, split: str | None = None, model_version: str | None = None,
-                       allow_release: bool = True) -> ConversationRecord:
-    """Validate one decoded BB3x line. Raises ``ValueError`` with a readable message on bad input."""
+                       allow_release: bool = False) -> ConversationRecord:
+    """Validate one decoded BB3x line. Raises ``ValueError`` with a readable message on bad input.
+
+    Consent: a line organic exported carries its user's choices under ``organic_consent`` and they are kept
+    as they were; a line without them (the public BB3x release, another tool's export) is saved but not released
+    unless ``allow_release`` asserts that its users agreed to a public release."""
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object (one conversation per line), got {type(data).__name__}")
     try:
@@ -114,6 +121,7 @@ def parse_conversation(data: Any, *, split: str | None = None, model_version: st
     except ValidationError as error:
         raise ValueError(describe(error)) from None
     extra = dict(convo.model_extra or {})
+    consent = _consent(extra.pop(CONSENT_KEY, None), allow_release)
     for key in ("user_pseudo_id", "convo_id"):  # keep non-string ids exactly as they were
         value = getattr(convo, key)
         if not isinstance(value, str):
@@ -126,10 +134,19 @@ def parse_conversation(data: Any, *, split: str | None = None, model_version: st
         source="bb3x",
         model_version=model_version,
         extra=extra or None,
-        age_confirmed=True,
-        save_conversations=True,
-        allow_release=allow_release,
+        **consent,
     )
+
+
+def _consent(carried: Any, allow_release: bool) -> dict[str, bool]:
+    if carried is None:
+        return {"age_confirmed": True, "save_conversations": True, "allow_release": allow_release}
+    keys = ("age_confirmed", "save_conversations", "allow_release")
+    if not isinstance(carried, dict) or not all(isinstance(carried.get(k), bool) for k in keys):
+        raise ValueError(f"{CONSENT_KEY}: expected an object with true/false {', '.join(keys)}; got {carried!r}")
+    if carried["allow_release"] and not carried["save_conversations"]:
+        raise ValueError(f"{CONSENT_KEY}: allow_release needs save_conversations")
+    return {k: carried[k] for k in keys}
 
 
 def _message_record(msg: _Message, model_version: str | None) -> MessageRecord:
@@ -204,6 +221,8 @@ def to_bb3x(convo: ConversationRecord) -> dict[str, Any]:
         "message_history": [_message_dict(m) for m in convo.messages],
     }
     out.update(convo.extra or {})
+    out[CONSENT_KEY] = {"age_confirmed": convo.age_confirmed, "save_conversations": convo.save_conversations,
+                        "allow_release": convo.allow_release}
     return out
 
 

@@ -77,7 +77,7 @@ def read_lines(path: Path, *, split: str | None, model_version: str | None, allo
 
 
 def import_bb3x(engine: Engine, paths: list[Path], *, split: str | None = None, model_version: str | None = None,
-                allow_release: bool = True, stop_on_error: bool = False, batch_size: int = 1000,
+                allow_release: bool = False, stop_on_error: bool = False, batch_size: int = 1000,
                 progress: Callable[[int], None] | None = None) -> ImportReport:
     """Import BB3x files; ``progress`` is called with the number of bytes read since its last call."""
     report = ImportReport()

@@ -1,0 +1,138 @@
+"""A blind check by reading of a loop's (or an eval's) result: two models' replies to the same contexts, shuffled
+and with the model names hidden, labelled by people with LABELLING.md; then the bad rate by reading next to the
+judge's, on the same replies.
+
+    python scripts/blind_check.py make RUN --models base cringe-it3 --n 150
+        -> RUN/blind/items.jsonl (id, context, reply: what the readers see, in a random order)
+           RUN/blind/key.json    (id -> model and context: kept from the readers)
+    # readers write RUN/blind/labels.jsonl: {"id": ..., "label": "good" | a kind of bad, "labeller": ...} per line
+    python scripts/blind_check.py score RUN
+        -> RUN/blind/report.md and report.json
+
+RUN is a folder with ``eval/eval.json`` (``organic loop``) or ``eval.json`` (``organic eval``). A label is a
+judgement made by reading; this script never writes one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+from pathlib import Path
+
+from organic.analyze.stats import Proportion
+from organic.evaluate.judge import assess
+from organic.evaluate.run import mcnemar
+from organic.taxonomy import CrowdLabel
+
+
+def eval_results(run: Path) -> dict:
+    for path in (run / "eval" / "eval.json", run / "eval.json"):
+        if path.is_file():
+            return json.loads(path.read_text())
+    raise SystemExit(f"error: no eval.json under {run} (run `organic loop` or `organic eval` first)")
+
+
+def make(run: Path, models: list[str], n: int, seed: int) -> None:
+    results = eval_results(run)
+    missing = [m for m in models if m not in results["models"]]
+    if missing:
+        raise SystemExit(f"error: {', '.join(missing)} not in the eval; it has: {', '.join(results['models'])}")
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(range(len(results["contexts"])), min(n, len(results["contexts"]))))
+    rows = []
+    for model in models:
+        for i in chosen:
+            ident = hashlib.sha256(f"{seed}:{model}:{i}".encode()).hexdigest()[:10]
+            rows.append((ident, model, i))
+    rng.shuffle(rows)
+    out = run / "blind"
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "items.jsonl").open("w") as f:
+        for ident, model, i in rows:
+            f.write(json.dumps({"id": ident, "context": results["contexts"][i], "reply": results["models"][model]["replies"][i]},
+                               ensure_ascii=False) + "\n")
+    (out / "key.json").write_text(json.dumps({ident: {"model": model, "context": i} for ident, model, i in rows}, indent=1))
+    print(f"{len(rows)} blind items ({len(chosen)} contexts x {len(models)} models) in {out / 'items.jsonl'}")
+
+
+def score(run: Path) -> dict:
+    results, folder = eval_results(run), run / "blind"
+    if not (folder / "key.json").is_file():
+        raise SystemExit(f"error: no blind items under {folder}: run `make` first")
+    if not (folder / "labels.jsonl").is_file():
+        raise SystemExit(f"error: no labels yet: label {folder / 'items.jsonl'} by reading into {folder / 'labels.jsonl'}")
+    key = json.loads((folder / "key.json").read_text())
+    labels = {}
+    for number, line in enumerate((folder / "labels.jsonl").read_text().splitlines(), 1):
+        if line.strip():
+            row = json.loads(line)
+            if row["id"] not in key:
+                raise SystemExit(f"error: labels.jsonl line {number}: unknown id {row['id']!r}")
+            labels[row["id"]] = CrowdLabel.parse(row["label"])
+    unlabelled = sorted(set(key) - set(labels))
+    if unlabelled:
+        raise SystemExit(f"error: {len(unlabelled)} of {len(key)} blind items have no label yet (first: {unlabelled[0]})")
+    by_model: dict[str, dict[int, CrowdLabel]] = {}
+    for ident, where in key.items():
+        by_model.setdefault(where["model"], {})[where["context"]] = labels[ident]
+    models = list(dict.fromkeys(where["model"] for where in sorted(key.values(), key=lambda w: w["context"])))
+    models.sort(key=list(results["models"]).index)  # the eval's order: the baseline first
+    contexts = sorted(by_model[models[0]])
+    report = {"contexts": len(contexts), "models": {}}
+    first_bad = None
+    for model in models:
+        read = [by_model[model][i] for i in contexts]
+        judged = [CrowdLabel.parse(results["models"][model]["labels"][i]) for i in contexts]
+        bad = [not label.is_good for label in read]
+        report["models"][model] = {
+            "read_bad": Proportion(sum(bad), len(bad)).to_json(),
+            "judged_bad": Proportion(sum(not j.is_good for j in judged), len(judged)).to_json(),
+            "judge_vs_reading": assess(read, judged),
+            "read_labels": {label.value: sum(r is label for r in read) for label in CrowdLabel if any(r is label for r in read)},
+            "paired_by_reading": None if first_bad is None else mcnemar(first_bad, bad, models[0], model),
+        }
+        first_bad = first_bad or bad
+    (folder / "report.json").write_text(json.dumps(report, indent=2))
+    (folder / "report.md").write_text(render(report))
+    print(render(report))
+    return report
+
+
+def render(report: dict) -> str:
+    lines = [f"# Blind check by reading: {report['contexts']} contexts, each model's reply read without its name", "",
+             "| model | bad by reading | bad by the judge | judge vs reading kappa | read labels | bad vs first, by reading |",
+             "|---|---|---|---|---|---|"]
+    for model, m in report["models"].items():
+        paired = m["paired_by_reading"]
+        change = "" if paired is None else (f"{paired['bad_rate_change']:+.1f} pts [{paired['ci95'][0]:+.1f}, {paired['ci95'][1]:+.1f}], "
+                                            f"p = {paired['p_value']:.3g}")
+        lines.append(f"| {model} | {_cell(m['read_bad'])} | {_cell(m['judged_bad'])} | {m['judge_vs_reading'].get('kappa_binary')} | "
+                     f"{', '.join(f'{k} {v}' for k, v in m['read_labels'].items())} | {change} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(p: dict) -> str:
+    return f"{p['percent']:.1f}% [{p['ci95'][0]:.1f}, {p['ci95'][1]:.1f}] ({p['count']}/{p['n']})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    made = commands.add_parser("make", help="write the blind items and their key")
+    made.add_argument("run", type=Path)
+    made.add_argument("--models", nargs="+", required=True)
+    made.add_argument("--n", type=int, default=150, help="contexts (each model's reply to each is read)")
+    made.add_argument("--seed", type=int, default=0)
+    scored = commands.add_parser("score", help="bad rate by reading next to the judge's")
+    scored.add_argument("run", type=Path)
+    args = parser.parse_args()
+    if args.command == "make":
+        make(args.run, args.models, args.n, args.seed)
+    else:
+        score(args.run)
+
+
+if __name__ == "__main__":
+    main()

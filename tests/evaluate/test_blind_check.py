@@ -1,0 +1,51 @@
+"""scripts/blind_check.py: blind items hide the model, the key maps them back, and the score puts the bad rate by
+reading next to the judge's on the same replies. The labels here are test data, not judgements of real replies."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[2] / "scripts" / "blind_check.py"
+
+
+def run(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True)
+
+
+def test_blind_items_hide_the_model_and_the_score_pairs_reading_with_the_judge(tmp_path):
+    contexts = [[{"role": "user", "content": f"question {i}"}] for i in range(6)]
+    models = {"base": {"replies": [f"base reply {i}" for i in range(6)], "labels": ["nonsensical"] * 6},
+              "tuned": {"replies": [f"tuned reply {i}" for i in range(6)], "labels": ["good"] * 6}}
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "eval.json").write_text(json.dumps({"contexts": contexts, "models": models}))
+    assert "not in the eval" in run("make", tmp_path, "--models", "base", "nope").stderr
+    made = run("make", tmp_path, "--models", "base", "tuned", "--n", "4")
+    assert made.returncode == 0, made.stderr
+    items = [json.loads(line) for line in (tmp_path / "blind" / "items.jsonl").read_text().splitlines()]
+    key = json.loads((tmp_path / "blind" / "key.json").read_text())
+    assert len(items) == 8 and set(items[0]) == {"id", "context", "reply"}  # no model name in what readers see
+    assert {key[i["id"]]["model"] for i in items} == {"base", "tuned"}
+    assert "no labels yet" in run("score", tmp_path).stderr
+    with (tmp_path / "blind" / "labels.jsonl").open("w") as f:  # reading says: base bad on 3 of 4, tuned on 1
+        for item in items:
+            where = key[item["id"]]
+            bad = where["model"] == "base" and where["context"] != min(k["context"] for k in key.values())
+            bad = bad or (where["model"] == "tuned" and where["context"] == max(k["context"] for k in key.values()))
+            f.write(json.dumps({"id": item["id"], "label": "repeating" if bad else "good", "labeller": "test"}) + "\n")
+    scored = run("score", tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads((tmp_path / "blind" / "report.json").read_text())
+    assert report["contexts"] == 4
+    assert report["models"]["base"]["read_bad"]["count"] == 3 and report["models"]["base"]["judged_bad"]["count"] == 4
+    assert report["models"]["tuned"]["read_bad"]["count"] == 1 and report["models"]["tuned"]["judged_bad"]["count"] == 0
+    assert report["models"]["tuned"]["paired_by_reading"]["bad_rate_change"] == -50.0
+
+
+def test_score_refuses_labels_for_unknown_items(tmp_path):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "eval.json").write_text(json.dumps({"contexts": [[{"role": "user", "content": "hi"}]],
+                                                               "models": {"a": {"replies": ["x"], "labels": ["good"]}}}))
+    assert run("make", tmp_path, "--models", "a").returncode == 0
+    (tmp_path / "blind" / "labels.jsonl").write_text(json.dumps({"id": "forged", "label": "good"}) + "\n")
+    assert "unknown id 'forged'" in run("score", tmp_path).stderr
