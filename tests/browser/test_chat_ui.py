@@ -71,6 +71,20 @@ def test_html_in_messages_is_shown_as_text(page, live_server):
     assert page.evaluate("window.pwned") is None
 
 
+def test_line_and_paragraph_separators_stream_whole(page, live_server):
+    base = live_server()  # the echo backend repeats the user's words back, U+2028 and U+2029 included
+    page.goto(base)
+    for box in ("#age", "#terms"):
+        page.check(box)
+    page.click("#start")
+    text = "one\u2028two\u2029three"
+    page.fill("#input", text)
+    page.click("#send")
+    expect(page.locator("li.bot[data-id]")).to_have_count(1)
+    expect(page.locator("li.bot .text")).to_contain_text("three")
+    assert "one\u2028two\u2029three" in page.locator("li.bot .text").text_content()
+
+
 def test_rating_can_be_withdrawn_in_the_ui(page, live_server, store_engine):
     base = live_server()
     page.goto(base)

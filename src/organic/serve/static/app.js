@@ -161,9 +161,12 @@ async function* events(response) {
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, end); buffer = buffer.slice(end + 2);
-      const kind = /^event: (.*)$/m.exec(block)?.[1];
-      const data = /^data: (.*)$/m.exec(block)?.[1];
-      if (kind && data) yield [kind, JSON.parse(data)];
+      const fields = {};  // split on "\n" only: a regex's "." and "$" also stop at U+2028/U+2029, which JSON leaves raw
+      for (const line of block.split("\n")) {
+        const colon = line.indexOf(": ");
+        if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 2);
+      }
+      if (fields.event && fields.data) yield [fields.event, JSON.parse(fields.data)];
     }
   }
 }
