@@ -225,6 +225,24 @@ def test_model_version_is_stable(tiny_model_dir, backend, tmp_path):
     assert model_version(tmp_path) == "cringe-3"  # the name `organic train` registered
 
 
+def test_model_version_comes_from_content_not_file_times(tiny_model_dir, tmp_path):
+    import shutil
+    import time
+
+    copies = []
+    for k in range(2):  # the same model, prepared twice: different file times, one name
+        copy = tmp_path / f"home{k}" / tiny_model_dir.name
+        shutil.copytree(tiny_model_dir, copy)
+        time.sleep(0.01)
+        copies.append(copy)
+    assert model_version(copies[0]) == model_version(copies[1]) == model_version(tiny_model_dir)
+    weights = next(copies[1].glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of the weights changed: a different model
+    weights.write_bytes(bytes(data))
+    assert model_version(copies[1]) != model_version(copies[0])
+
+
 def test_missing_folder_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no config.json; run `organic model prepare` first"):
         TransformersBackend(tmp_path)

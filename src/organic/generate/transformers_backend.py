@@ -341,16 +341,44 @@ def next_tokens(logits: torch.Tensor, settings: list[GenerationSettings], genera
 
 
 def model_version(path: Path) -> str:
-    """A stable name for the weights in ``path``: the folder name and a short hash of its files.
+    """A stable name for the weights in ``path``: the folder name and a short hash of its config and weights'
+    *content*, so the same model prepared twice, or on two machines, gets the same name (several servers on one
+    store must agree on it). Hashing is done once per file state: the result is cached under ``ORGANIC_HOME``,
+    keyed by the files' sizes and modification times, and a cache miss only costs reading the weights again.
 
     A ``VERSION`` file in the folder, if present, is the name instead: ``organic train`` writes the name it
     registered the model version under, so the server stores replies under that same name.
     """
+    import json
+    import os
+
+    from organic.settings import get_settings
+
     version_file = path / "VERSION"
     if version_file.is_file():
         return version_file.read_text().strip()
-    digest = hashlib.sha256((path / "config.json").read_bytes())
-    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        stat = weights.stat()  # size and mtime stand in for the content: hashing gigabytes at every start is too slow
-        digest.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return f"{path.name}@{digest.hexdigest()[:8]}"
+    files = [path / "config.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.bin"))]
+    stamp = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    cache = get_settings().home / "cache" / "model-versions.json"
+    key = str(path.resolve())
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if known.get(key, {}).get("stamp") == stamp:
+        return known[key]["version"]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with f.open("rb") as stream:
+            while chunk := stream.read(1 << 22):
+                digest.update(chunk)
+    version = f"{path.name}@{digest.hexdigest()[:8]}"
+    try:  # written aside and renamed: a reader never sees half a file; a lost race only costs a rehash
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps({**known, key: {"stamp": stamp, "version": version}}))
+        tmp.replace(cache)
+    except OSError:
+        pass
+    return version
