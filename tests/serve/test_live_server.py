@@ -113,3 +113,32 @@ def test_idle_connections_outlive_the_clients_own_expiry(live_server):
         assert response.status == 200 and response.read() and conn.sock is sock
     finally:
         conn.close()
+
+
+def test_concurrent_unsaved_users_each_keep_their_own_conversation(live_server, store_engine):
+    """Users who chose not to save share one in-memory store: 16 of them chatting and rating at once all get
+    their replies, each reads back exactly their own conversation, and nothing reaches the real store."""
+    base = live_server()
+
+    async def client(i: int, http: httpx.AsyncClient) -> list[str]:
+        headers = {"Authorization": f"Bearer {(await http.post('/api/session', json={**CONSENT, 'save_conversations': False})).json()['token']}"}
+        cid = (await http.post("/api/conversations", headers=headers)).json()["id"]
+        for turn in range(3):
+            r = await http.post(f"/api/conversations/{cid}/messages?stream=false", json={"text": f"client {i} turn {turn}"}, headers=headers)
+            assert r.status_code == 200, r.text
+            r = await http.put(f"/api/messages/{r.json()['reply']['id']}/rating", json={"thumb": "up"}, headers=headers)
+            assert r.status_code == 200, r.text
+        r = await http.get(f"/api/conversations/{cid}", headers=headers)
+        assert r.status_code == 200, r.text
+        return [m["text"] for m in r.json()["messages"] if m["sender"] == "human"]
+
+    async def main():
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            return await asyncio.gather(*(client(i, http) for i in range(16)))
+
+    with ThreadPoolExecutor(1) as pool:
+        results = pool.submit(asyncio.run, main()).result()
+    for i, texts in enumerate(results):
+        assert texts == [f"client {i} turn {turn}" for turn in range(3)]
+    with Session(store_engine) as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 0

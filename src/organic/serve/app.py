@@ -28,6 +28,7 @@ from organic.serve.router import Router
 from organic.serve.turn import Event, Turns
 from organic.settings import Settings
 from organic.store import connect
+from organic.store.db import private_store
 from organic.store.bulk import ensure_model_versions
 from organic.store.models import Conversation, Feedback, Message, ModelVersion, User
 from organic.taxonomy import Sender
@@ -77,7 +78,8 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
                shares: dict[str, float] | None = None) -> FastAPI:
     """The server on ``settings``' store (or ``engine``), serving ``backends``."""
     engine = engine or connect(settings.url)
-    stores = {True: ChatStore(engine), False: ChatStore(connect("sqlite://"))}  # unsaved users: memory only
+    unsaved = private_store()  # users who chose not to save: a throwaway store, gone when the server stops
+    stores = {True: ChatStore(engine), False: ChatStore(unsaved)}
     key = secret_key(settings.secret_key, settings.home)
     signer = Signer(key)
     router = Router(backends, shares)
@@ -88,6 +90,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
         with engine.begin() as conn:
             ensure_model_versions(conn, router.backends)
         yield
+        unsaved.dispose()
 
     app = FastAPI(title="organic", version="0.1.0", lifespan=lifespan,
                   description="Chat with an open model, rate its replies, and help it learn.")

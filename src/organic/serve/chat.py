@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from organic.store.bulk import ensure_model_versions
@@ -111,9 +111,11 @@ class ChatStore:
         return row.Conversation
 
     def _version_id(self, s: Session, name: str) -> int:
-        if name not in self._versions:  # model versions are few and never renamed: remember their ids
-            self._versions[name] = ensure_model_versions(s.connection(), [name])[name]
-        return self._versions[name]
+        if name in self._versions:  # model versions are few and never renamed: remember their ids, once committed
+            return self._versions[name]
+        version_id = ensure_model_versions(s.connection(), [name])[name]
+        event.listen(s, "after_commit", lambda _s: self._versions.setdefault(name, version_id), once=True)
+        return version_id
 
     def conversation(self, pseudo_id: str | None, conversation_id: str) -> dict[str, Any]:
         """A conversation with its messages and their ratings; ``pseudo_id`` None reads any (admin)."""

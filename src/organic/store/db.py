@@ -7,6 +7,9 @@ does it explicitly for a deployment). SQLite runs in WAL mode with foreign keys 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,3 +88,16 @@ def session_scope(engine: Engine) -> Iterator[Session]:
     factory = sessionmaker(engine, expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
+
+
+def private_store() -> Engine:
+    """A throwaway store for users who chose not to save: a SQLite file in a folder only this process's user can
+    read, in memory-backed ``/dev/shm`` where there is one (else the temp folder), deleted when the engine is
+    garbage-collected or the process exits. It runs with the same settings as any SQLite store (WAL, one writer
+    at a time), so concurrent users are as safe as on the real store; a single shared in-memory connection was
+    not (threads ran inside each other's transactions)."""
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(prefix="organic-unsaved-", dir=shm if shm.is_dir() else None))  # mode 0700
+    engine = connect(f"sqlite:///{folder / 'unsaved.db'}")
+    weakref.finalize(engine, shutil.rmtree, folder, ignore_errors=True)
+    return engine
