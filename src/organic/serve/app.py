@@ -64,6 +64,9 @@ class ChatMessage(BaseModel):
     content: str
 
 
+MAX_HISTORY = 200  # messages an OpenAI client may send with one request
+
+
 class ChatCompletionIn(BaseModel):
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
@@ -226,7 +229,13 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
         if turns_in[-1:] and turns_in[-1].role != "user":
             raise HTTPException(422, "the last message must have role 'user'")
         text = user_text(turns_in[-1].content if turns_in else "")
-        convo_id = await to_thread.run_sync(lambda: _conversation_for(store, who, router, [m.model_dump() for m in turns_in[:-1]]))
+        history = [m.model_dump() for m in turns_in[:-1]]
+        if len(history) > MAX_HISTORY:
+            raise HTTPException(422, f"the history has {len(history)} messages; the limit is {MAX_HISTORY}")
+        for i, m in enumerate(history):
+            if len(m["content"]) > settings.max_message_chars:
+                raise HTTPException(422, f"messages[{i}] has {len(m['content'])} characters; the limit is {settings.max_message_chars}")
+        convo_id = await to_thread.run_sync(lambda: _conversation_for(store, who, router, history))
         reply_id = f"chatcmpl-{convo_id[2:10]}{time.time_ns():x}"
         events = turns.run(store, who.pseudo_id, convo_id, text, generation(body), reply_id=reply_id)
         if body.stream:
@@ -294,19 +303,17 @@ def _conversation_of(store: ChatStore, message_id: str) -> str:
 
 
 def _conversation_for(store: ChatStore, who: Caller, router: Router, history: list[dict]) -> str:
-    """The caller's conversation whose messages are exactly ``history`` (the client re-sends it each turn),
-    or a new one holding that history."""
+    """The caller's conversation that ``history`` continues (the client re-sends it each turn), or a new one
+    that takes ``history`` as context only: turns this server did not write are never stored as messages."""
     wanted = [(m["role"], m["content"]) for m in history]
     if wanted:
         for summary in reversed(store.conversations(who.pseudo_id)[-50:]):
             convo = store.conversation(who.pseudo_id, summary["id"])
-            have = [("user" if m["sender"] == "human" else "assistant", m["text"]) for m in convo["messages"]]
+            have = [(m["role"], m["content"]) for m in convo["client_context"]]
+            have += [("user" if m["sender"] == "human" else "assistant", m["text"]) for m in convo["messages"]]
             if have == wanted:
                 return summary["id"]
-    convo_id = store.start_conversation(who.pseudo_id, router.choose(), source="api")
-    for role, content in wanted:
-        store.add_message(who.pseudo_id, convo_id, Sender.HUMAN if role == "user" else Sender.BOT, content)
-    return convo_id
+    return store.start_conversation(who.pseudo_id, router.choose(), source="api", client_context=history or None)
 
 
 async def _chain(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:

@@ -1,7 +1,7 @@
 """The live chat's reads and writes: users, conversations, messages, ratings, on one store engine.
 
 The server keeps two of these: one on the store, for users who chose "save my conversation", and one on
-a private in-memory SQLite database for users who did not, so that they can chat through the same code
+a throwaway private store (``store.db.private_store``) for users who did not, so that they can chat through the same code
 while nothing of theirs reaches the store. Every method commits before it returns, so whatever the
 server acknowledges to a client is already durable. Methods are synchronous: the server calls them in
 worker threads.
@@ -20,6 +20,8 @@ from organic.store.bulk import ensure_model_versions
 from organic.store.models import Conversation, Feedback, Message, ModelVersion, User, utcnow
 from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
 from organic.taxonomy import DislikeReason, Sender
+
+CLIENT_CONTEXT = "client_context"  # a conversation's extra key: the earlier turns an API client sent, context only
 
 
 
@@ -93,12 +95,17 @@ class ChatStore:
         return user
 
     # conversations ------------------------------------------------------------------------------------
-    def start_conversation(self, pseudo_id: str, model_version: str, source: str = "live") -> str:
+    def start_conversation(self, pseudo_id: str, model_version: str, source: str = "live",
+                           client_context: list[dict] | None = None) -> str:
+        """A new conversation. ``client_context``: earlier turns a client sent (the OpenAI API's history) that this
+        server did not write; they are the model's context only, never stored as messages, so they can be
+        neither rated nor trained on as if this model had said them."""
         external_id = new_id("c-")
         with self._session.begin() as s:
             user = self._user(s, pseudo_id)
             version_id = self._version_id(s, model_version)
-            s.add(Conversation(external_id=external_id, user_id=user.id, model_version_id=version_id, source=source))
+            s.add(Conversation(external_id=external_id, user_id=user.id, model_version_id=version_id, source=source,
+                               extra={CLIENT_CONTEXT: client_context} if client_context else None))
         return external_id
 
     def _owned_conversation(self, s: Session, pseudo_id: str | None, conversation_id: str) -> Conversation:
@@ -132,6 +139,7 @@ class ChatStore:
                 "id": convo.external_id,
                 "created_at": convo.created_at.isoformat(),
                 "model_version": version.name if version else None,
+                "client_context": (convo.extra or {}).get(CLIENT_CONTEXT, []),
                 "messages": [message_json(m, f, v) for m, f, v in rows],
             }
 
@@ -154,7 +162,7 @@ class ChatStore:
             version = s.scalar(select(ModelVersion.name).where(ModelVersion.id == convo.model_version_id))
             messages = s.scalars(select(Message).where(Message.conversation_id == convo.id).order_by(Message.position)).all()
         awaiting = bool(messages) and (messages[-1].traces or {}).get("module") == FEEDBACK_REQUEST
-        history = [
+        history = list((convo.extra or {}).get(CLIENT_CONTEXT, [])) + [
             {"role": "user" if m.sender == Sender.HUMAN.value else "assistant", "content": m.text}
             for m in messages
             if not m.is_dislike_feedback and (m.traces or {}).get("module") not in (FEEDBACK_REQUEST, FEEDBACK_THANKS)
