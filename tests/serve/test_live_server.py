@@ -167,3 +167,28 @@ def test_history_an_api_client_sends_is_context_only(live_server, store_engine):
         raise AssertionError("a history message over the size limit was accepted")
     except openai.UnprocessableEntityError as error:
         assert "messages[0] has 5000 characters" in str(error) and "xxxxxxxxxx" not in str(error)
+
+
+@both_databases
+def test_parallel_thumbs_down_on_one_reply_give_one_rating_and_one_question(live_server, store_engine):
+    """A double click, or a script, sends many ratings of one reply at once: every request succeeds, one rating
+    is stored, and "what should I have said?" is asked once."""
+    base = live_server()
+
+    async def main():
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            headers = {"Authorization": f"Bearer {(await http.post('/api/session', json=CONSENT)).json()['token']}"}
+            cid = (await http.post("/api/conversations", headers=headers)).json()["id"]
+            reply = (await http.post(f"/api/conversations/{cid}/messages?stream=false", json={"text": "hello"},
+                                     headers=headers)).json()["reply"]
+            rated = await asyncio.gather(*(http.put(f"/api/messages/{reply['id']}/rating", headers=headers,
+                                                    json={"thumb": "down", "reason": "off_topic"}) for _ in range(20)))
+            return rated, (await http.get(f"/api/conversations/{cid}", headers=headers)).json()
+
+    with ThreadPoolExecutor(1) as pool:
+        rated, convo = pool.submit(asyncio.run, main()).result()
+    assert [r.status_code for r in rated] == [200] * 20, [r.text for r in rated if r.status_code != 200][:2]
+    questions = {r.json()["follow_up"]["id"] for r in rated if r.json()["follow_up"]}
+    assert len(questions) == 1 and len(convo["messages"]) == 3  # hello, the reply, one question
+    with Session(store_engine) as s:
+        assert s.scalar(select(func.count()).select_from(Feedback)) == 1

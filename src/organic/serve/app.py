@@ -205,7 +205,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
             convo = await to_thread.run_sync(store.conversation, who.pseudo_id, convo_id)
             last = convo["messages"][-1]
             if last["id"] == message_id and not last["is_safety_controlled_response"]:
-                follow_up = await turns.ask_for_feedback(store, who.pseudo_id, convo_id)
+                follow_up = await turns.ask_for_feedback(store, who.pseudo_id, convo_id, after=message_id)
         return {"message_id": message_id, "rating": rating, "follow_up": follow_up}
 
     @app.delete("/api/messages/{message_id}/rating", tags=["feedback"])

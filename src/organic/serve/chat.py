@@ -171,13 +171,24 @@ class ChatStore:
         return TurnState(awaiting, version, history, memories)
 
     def add_message(self, pseudo_id: str, conversation_id: str, sender: Sender, text: str, *,
-                    model_version: str | None = None, external_id: str | None = None, **fields: Any) -> dict[str, Any]:
+                    model_version: str | None = None, external_id: str | None = None, after: str | None = None,
+                    **fields: Any) -> dict[str, Any] | None:
         """Append a message (committed before this returns) and, for the answer to "what should I have
-        said?", link it to the disliked reply's rating."""
+        said?", link it to the disliked reply's rating.
+
+        ``after``: append only right after that message. If the same text already follows it (a request sent
+        twice), that message is returned and nothing is added; if something else does, None."""
         with self._session.begin() as s:
             convo = self._owned_conversation(s, pseudo_id, conversation_id)
             # lock the conversation so concurrent appends get distinct positions (SQLite: the write lock already does)
             s.execute(select(Conversation.id).where(Conversation.id == convo.id).with_for_update())
+            if after is not None:
+                last = s.scalars(select(Message).where(Message.conversation_id == convo.id)
+                                 .order_by(Message.position.desc()).limit(2)).all()
+                if len(last) == 2 and last[1].external_id == after and last[0].text == text and last[0].sender == sender.value:
+                    return message_json(last[0], version=model_version)
+                if not last or last[0].external_id != after:
+                    return None
             position = s.scalar(select(func.coalesce(func.max(Message.position) + 1, 0)).where(Message.conversation_id == convo.id))
             version_id = self._version_id(s, model_version) if model_version else None
             message = Message(conversation_id=convo.id, position=position, sender=sender.value, text=text,
@@ -209,6 +220,8 @@ class ChatStore:
         """Set, change (``thumb`` up/down) or withdraw (``thumb`` None) the user's rating of a bot message."""
         with self._session.begin() as s:
             message, convo = self._owned_message(s, pseudo_id, message_id)
+            # one rating of a message at a time (a double click; SQLite: the write lock already does)
+            s.execute(select(Message.id).where(Message.id == message.id).with_for_update())
             if message.sender != Sender.BOT.value:
                 raise Invalid("only bot messages can be rated")
             if (message.traces or {}).get("module") in (FEEDBACK_REQUEST, FEEDBACK_THANKS):

@@ -134,10 +134,13 @@ class Turns:
             external_id=reply_id, **fields))
         yield Event("done", reply)
 
-    async def ask_for_feedback(self, store: ChatStore, pseudo_id: str, conversation_id: str) -> dict[str, Any]:
-        """The bot's "what should I have said?" turn after a thumbs down."""
+    async def ask_for_feedback(self, store: ChatStore, pseudo_id: str, conversation_id: str,
+                               after: str) -> dict[str, Any] | None:
+        """The bot's "what should I have said?" turn right after the disliked message ``after``: asked once,
+        however many thumbs down arrive at once (the same question comes back); None when the conversation has
+        moved on."""
         return await to_thread.run_sync(lambda: store.add_message(
-            pseudo_id, conversation_id, Sender.BOT, FEEDBACK_QUESTION, traces={"module": FEEDBACK_REQUEST}))
+            pseudo_id, conversation_id, Sender.BOT, FEEDBACK_QUESTION, after=after, traces={"module": FEEDBACK_REQUEST}))
 
 
 async def _stream(backend: Backend, history: list[dict], settings: GenerationSettings) -> AsyncIterator[str]:
