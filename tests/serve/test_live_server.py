@@ -192,3 +192,16 @@ def test_parallel_thumbs_down_on_one_reply_give_one_rating_and_one_question(live
     assert len(questions) == 1 and len(convo["messages"]) == 3  # hello, the reply, one question
     with Session(store_engine) as s:
         assert s.scalar(select(func.count()).select_from(Feedback)) == 1
+
+
+def test_limits_refuse_huge_bodies_and_session_floods_without_echoing_input(live_server, settings):
+    base = live_server()
+    huge = httpx.post(f"{base}/api/session", content=b"{" + b" " * (settings.max_body_bytes + 1) + b"}",
+                      headers={"content-type": "application/json"}, timeout=60)
+    assert huge.status_code == 413 and "the limit is" in huge.json()["detail"]
+    secret = "my-secret-" + "z" * 50
+    invalid = httpx.post(f"{base}/api/session", json={**CONSENT, "age_confirmed": secret})
+    assert invalid.status_code == 422 and secret not in invalid.text  # says what is wrong, not what was sent
+    assert invalid.headers["x-content-type-options"] == "nosniff" and "frame-ancestors 'none'" in invalid.headers["content-security-policy"]
+    codes = [httpx.post(f"{base}/api/session", json=CONSENT).status_code for _ in range(settings.sessions_per_minute + 5)]
+    assert codes[0] == 200 and codes[-1] == 429  # a burst of the limit, then refused (refilled at the limit per minute)

@@ -27,6 +27,7 @@ from organic.serve.chat import ChatStore, Consent, Forbidden, Invalid, NotFound
 from organic.serve.router import Router
 from organic.serve.turn import Event, Turns
 from organic.settings import Settings
+from organic.serve.limits import Guard
 from organic.store import connect
 from organic.store.db import private_store
 from organic.store.bulk import ensure_model_versions
@@ -95,8 +96,9 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
         yield
         unsaved.dispose()
 
-    app = FastAPI(title="organic", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="organic", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,  # both load a CDN
                   description="Chat with an open model, rate its replies, and help it learn.")
+    app.add_middleware(Guard, max_body_bytes=settings.max_body_bytes, sessions_per_minute=settings.sessions_per_minute)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def error_response(request: Request, status: int, detail) -> JSONResponse:
@@ -108,7 +110,8 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
     for error, status in ((NotFound, 404), (Forbidden, 403), (Invalid, 400)):
         app.add_exception_handler(error, lambda r, e, status=status: error_response(r, status, str(e)))
     app.add_exception_handler(HTTPException, lambda r, e: error_response(r, e.status_code, e.detail))
-    app.add_exception_handler(RequestValidationError, lambda r, e: error_response(r, 422, e.errors()))
+    app.add_exception_handler(RequestValidationError, lambda r, e: error_response(r, 422, [  # the input is not echoed
+        {k: v for k, v in error.items() if k in ("loc", "msg", "type")} for error in e.errors()]))
 
     def caller(request: Request) -> Caller:
         return signer.caller(request)

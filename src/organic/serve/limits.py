@@ -1,0 +1,82 @@
+"""What the server refuses before any route runs, and the headers every response carries.
+
+``Guard`` is a plain ASGI middleware:
+- a request body over ``max_body_bytes`` gets a 413 (by its Content-Length, or, for a streamed body, as soon as
+  it has sent more);
+- ``POST /api/session`` is rate-limited per client address (a token bucket: ``sessions_per_minute``, bursts of
+  as many), so nobody can mint sessions in a loop;
+- every response says ``nosniff``, may not be framed, and carries a Content-Security-Policy that lets a page
+  load nothing from another host (the pages need no other host: every asset is served from the package).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+           (b"content-security-policy", CSP.encode()), (b"referrer-policy", b"no-referrer")]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Guard:
+    def __init__(self, app, *, max_body_bytes: int, sessions_per_minute: int):
+        self.app, self.max_body_bytes = app, max_body_bytes
+        self.rate, self.buckets, self.lock = sessions_per_minute / 60.0, {}, threading.Lock()
+        self.burst = float(sessions_per_minute)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_with_headers(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", []), *HEADERS]}
+            await send(message)
+
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return await self._refuse(send_with_headers, 413, f"the request body has {int(declared)} bytes; the limit is {self.max_body_bytes}")
+        if scope["method"] == "POST" and scope["path"] == "/api/session" and not self._allow(scope):
+            return await self._refuse(send_with_headers, 429, "too many new sessions from this address; wait a minute")
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send_with_headers)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send_with_headers, 413, f"the request body is over the limit of {self.max_body_bytes} bytes")
+
+    def _allow(self, scope) -> bool:
+        who, now = (scope.get("client") or ("?", 0))[0], time.monotonic()
+        with self.lock:
+            tokens, then = self.buckets.get(who, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            if len(self.buckets) > 100_000:  # forget idle addresses rather than grow without end
+                self.buckets.clear()
+            self.buckets[who] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
+            return tokens >= 1
+
+    @staticmethod
+    async def _refuse(send, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
