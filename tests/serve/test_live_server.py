@@ -194,14 +194,19 @@ def test_parallel_thumbs_down_on_one_reply_give_one_rating_and_one_question(live
         assert s.scalar(select(func.count()).select_from(Feedback)) == 1
 
 
-def test_limits_refuse_huge_bodies_and_session_floods_without_echoing_input(live_server, settings):
-    base = live_server()
-    huge = httpx.post(f"{base}/api/session", content=b"{" + b" " * (settings.max_body_bytes + 1) + b"}",
-                      headers={"content-type": "application/json"}, timeout=60)
-    assert huge.status_code == 413 and "the limit is" in huge.json()["detail"]
-    secret = "my-secret-" + "z" * 50
-    invalid = httpx.post(f"{base}/api/session", json={**CONSENT, "age_confirmed": secret})
-    assert invalid.status_code == 422 and secret not in invalid.text  # says what is wrong, not what was sent
-    assert invalid.headers["x-content-type-options"] == "nosniff" and "frame-ancestors 'none'" in invalid.headers["content-security-policy"]
-    codes = [httpx.post(f"{base}/api/session", json=CONSENT).status_code for _ in range(settings.sessions_per_minute + 5)]
-    assert codes[0] == 200 and codes[-1] == 429  # a burst of the limit, then refused (refilled at the limit per minute)
+def test_limits_refuse_huge_bodies_and_session_floods_without_echoing_input(settings, store_engine):
+    from organic.generate import EchoBackend
+    from organic.serve.app import create_app
+    from organic.serve.local import LocalServer
+
+    strict = settings.model_copy(update={"sessions_per_minute": 3, "max_body_bytes": 10_000})  # one token per 20 s
+    with LocalServer(create_app(strict, [EchoBackend()], engine=store_engine)) as base:
+        huge = httpx.post(f"{base}/api/session", content=b"{" + b" " * 20_000 + b"}", headers={"content-type": "application/json"})
+        assert huge.status_code == 413 and "the limit is 10000" in huge.json()["detail"]
+        secret = "my-secret-" + "z" * 50
+        invalid = httpx.post(f"{base}/api/session", json={**CONSENT, "age_confirmed": secret})
+        assert invalid.status_code == 422 and secret not in invalid.text  # says what is wrong, not what was sent
+        assert invalid.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in invalid.headers["content-security-policy"]
+        codes = [httpx.post(f"{base}/api/session", json=CONSENT, timeout=30).status_code for _ in range(6)]
+        assert codes[0] == 200 and 429 in codes  # a burst of 3 (the refused 422 took one), then refused
