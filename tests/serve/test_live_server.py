@@ -210,3 +210,28 @@ def test_limits_refuse_huge_bodies_and_session_floods_without_echoing_input(sett
         assert "frame-ancestors 'none'" in invalid.headers["content-security-policy"]
         codes = [httpx.post(f"{base}/api/session", json=CONSENT, timeout=30).status_code for _ in range(6)]
         assert codes[0] == 200 and 429 in codes  # a burst of 3 (the refused 422 took one), then refused
+
+
+@both_databases
+def test_nul_characters_and_huge_ids_get_a_clear_4xx(live_server):
+    base = live_server()
+    headers = {"Authorization": f"Bearer {token(base)}"}
+    cid = httpx.post(f"{base}/api/conversations", headers=headers).json()["id"]
+    nul = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", json={"text": "hi\u0000there"}, headers=headers)
+    assert nul.status_code == 422 and "NUL" in nul.json()["detail"]
+    assert httpx.get(f"{base}/api/conversations/c-%00", headers=headers).status_code == 422
+    assert httpx.get(f"{base}/api/conversations/{cid}?x=%00", headers=headers).status_code == 422
+    admin = {"Authorization": "Bearer admin-secret"}
+    for path, body in (("/api/compare", {"id": 2**31, "choice": "A"}), ("/api/annotate", {"message_id": 2**63, "label": "good"})):
+        assert httpx.post(f"{base}{path}", json=body, headers=admin).status_code in (401, 403, 422)
+    rater = httpx.post(f"{base}/api/admin/raters", json={"name": "r"}, headers=admin).json()["token"]
+    big = httpx.post(f"{base}/api/compare", json={"id": 2**31, "choice": "A"}, headers={"Authorization": f"Bearer {rater}"})
+    assert big.status_code == 422 and "less than or equal" in big.text
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=headers["Authorization"][7:], max_retries=0)
+    try:
+        client.chat.completions.create(model="organic", messages=[{"role": "user", "content": "hi"}], seed=2**40)
+        raise AssertionError("a seed out of range was accepted")
+    except openai.UnprocessableEntityError:
+        pass
+    ok = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", json={"text": "still fine"}, headers=headers)
+    assert ok.status_code == 200

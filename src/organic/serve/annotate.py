@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
+from organic.serve.limits import MAX_ID
 from organic.serve.auth import RoleIn, RoleOut, RoleTokens, require_admin
 from organic.store.models import Annotation, Conversation, Feedback, Message, ModelVersion
 from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
@@ -34,7 +35,7 @@ CONTEXT_MESSAGES = 30  # the most recent messages shown before the utterance to 
 
 
 class AnnotationIn(BaseModel):
-    message_id: int = Field(description="The utterance's id, as given by GET /api/annotate/next.")
+    message_id: int = Field(ge=1, le=MAX_ID, description="The utterance's id, as given by GET /api/annotate/next.")
     label: str = Field(description="good, inappropriate, off_topic, nonsensical, ignoring_last_turn, repeating, or other (bot replies only).")
 
 

@@ -75,7 +75,7 @@ class ChatCompletionIn(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0)
     top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
 
 
 def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | None = None,

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from organic.evaluate.pairwise import tally
 from organic.evaluate.run import comparison_items
 from organic.evaluate.tables import Comparison, ComparisonVote, winner
+from organic.serve.limits import MAX_ID
 from organic.serve.auth import RoleIn, RoleOut, RoleTokens, require_admin
 
 STATIC = Path(__file__).parent / "static"
@@ -63,7 +64,7 @@ class FromEvalIn(BaseModel):
 
 
 class VoteIn(BaseModel):
-    id: int = Field(description="The item's id, as given by GET /api/compare/next.")
+    id: int = Field(ge=1, le=MAX_ID, description="The item's id, as given by GET /api/compare/next.")
     choice: str = Field(description="A, B, or tie.")
     reason: str | None = Field(None, max_length=2000, description="Why, in the rater's words (optional).")
 

@@ -7,6 +7,10 @@
   as many), so nobody can mint sessions in a loop;
 - every response says ``nosniff``, may not be framed, and carries a Content-Security-Policy that lets a page
   load nothing from another host (the pages need no other host: every asset is served from the package).
+- a NUL character anywhere in the body, the path or the query gets a 422 (PostgreSQL cannot store one in text,
+  and no chat message needs one).
+
+``MAX_ID`` bounds the integer ids a request may name: PostgreSQL's ``integer``.
 """
 
 from __future__ import annotations
@@ -15,13 +19,18 @@ import json
 import threading
 import time
 
+from starlette.exceptions import HTTPException
+
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
            (b"content-security-policy", CSP.encode()), (b"referrer-policy", b"no-referrer")]
 
 
-class _TooLarge(Exception):
+MAX_ID = 2**31 - 1
+
+
+class _Refused(HTTPException):  # raised while the app reads the body: FastAPI passes HTTPExceptions through
     pass
 
 
@@ -43,26 +52,33 @@ class Guard:
                 message = {**message, "headers": [*message.get("headers", []), *HEADERS]}
             await send(message)
 
+        if b"\x00" in scope.get("raw_path", b"") or "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"") \
+                or b"%00" in scope.get("raw_path", b""):
+            return await self._refuse(send_with_headers, 422, "the address holds a NUL character")
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return await self._refuse(send_with_headers, 413, f"the request body has {int(declared)} bytes; the limit is {self.max_body_bytes}")
         if scope["method"] == "POST" and scope["path"] == "/api/session" and not self._allow(scope):
             return await self._refuse(send_with_headers, 429, "too many new sessions from this address; wait a minute")
-        received = 0
+        received, tail = 0, b""
 
-        async def counted():
-            nonlocal received
+        async def checked():
+            nonlocal received, tail
             message = await receive()
-            received += len(message.get("body", b""))
+            chunk = message.get("body", b"")
+            received += len(chunk)
             if received > self.max_body_bytes:
-                raise _TooLarge
+                raise _Refused(413, f"the request body is over the limit of {self.max_body_bytes} bytes")
+            seen, tail = tail + chunk, (tail + chunk)[-5:]  # a JSON NUL (\u0000) may span two chunks
+            if b"\x00" in seen or b"\\u0000" in seen:
+                raise _Refused(422, "the request holds a NUL character (\\u0000), which no text field accepts")
             return message
 
         try:
-            await self.app(scope, counted, send_with_headers)
-        except _TooLarge:
+            await self.app(scope, checked, send_with_headers)
+        except _Refused as refused:
             if not started:
-                await self._refuse(send_with_headers, 413, f"the request body is over the limit of {self.max_body_bytes} bytes")
+                await self._refuse(send_with_headers, refused.status_code, refused.detail)
 
     def _allow(self, scope) -> bool:
         who, now = (scope.get("client") or ("?", 0))[0], time.monotonic()
