@@ -167,7 +167,7 @@ def serve(
         raise fail(str(error)) from None
     app_ = create_app(settings, backends, engine=engine, shares=shares)
     serving_ = ", ".join(f"{b.model_version} ({(shares or {}).get(b.model_version, 1.0):.0%})" for b in backends)
-    console.print(f"organic: chat on http://{host}:{port}/ with {backends[0].name}: {serving_}; store {settings.url}")
+    console.print(f"organic: chat on http://{host}:{port}/ with {backends[0].name}: {serving_}; store {engine.url.render_as_string(hide_password=True)}")
     uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
 
 

@@ -221,3 +221,32 @@ def test_openapi_and_web_page(make_client):
             "/v1/chat/completions"} <= set(paths)
     page = client.get("/")
     assert page.status_code == 200 and 'id="consent"' in page.text
+
+
+def test_secrets_and_the_store_are_readable_by_their_owner_only(tmp_path):
+    from itsdangerous import URLSafeSerializer
+
+    from organic.serve.auth import secret_key
+    from organic.store import connect
+
+    key = secret_key(None, tmp_path / "home")
+    assert (tmp_path / "home" / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert secret_key(None, tmp_path / "home") == key  # kept across restarts
+    engine = connect(f"sqlite:///{tmp_path / 'store' / 'organic.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SELECT 1")
+    for path in (tmp_path / "store").iterdir():  # the database and its -wal / -shm
+        assert path.stat().st_mode & 0o077 == 0, path
+    # a token signed with the right key but of another shape (an annotator's, say) is refused, not a 500
+    forged = URLSafeSerializer(key, salt="organic-user").dumps(["not", "a", "session"])
+    from fastapi import HTTPException
+    from starlette.requests import Request
+
+    from organic.serve.auth import Signer
+
+    request = Request({"type": "http", "headers": [(b"authorization", f"Bearer {forged}".encode())]})
+    try:
+        Signer(key).caller(request)
+        raise AssertionError("a token of the wrong shape was accepted")
+    except HTTPException as error:
+        assert error.status_code == 401 and "not a session token" in error.detail

@@ -4,6 +4,7 @@ and whether their conversations are saved. No name, no password, no e-mail."""
 from __future__ import annotations
 
 import hashlib
+import os
 import hmac
 import re
 import secrets
@@ -30,8 +31,13 @@ def secret_key(configured: str | None, home: Path) -> str:
     path = home / "secret_key"
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        try:  # created readable by this user only, before a byte is written; a racing process keeps the first key
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
@@ -55,7 +61,9 @@ class Signer:
             data = self._serializer.loads(token)
         except BadSignature:
             raise HTTPException(401, "invalid session token: start a new session (POST /api/session)") from None
-        return Caller(pseudo_id=data["u"], saved=bool(data["s"]))
+        if not (isinstance(data, dict) and isinstance(data.get("u"), str) and isinstance(data.get("s"), bool)):
+            raise HTTPException(401, "this token is not a session token: start a new session (POST /api/session)")
+        return Caller(pseudo_id=data["u"], saved=data["s"])
 
 
 def require_admin(request: Request, admin_token: str | None) -> None:

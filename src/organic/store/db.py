@@ -7,6 +7,7 @@ does it explicitly for a deployment). SQLite runs in WAL mode with foreign keys 
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import weakref
@@ -41,8 +42,9 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         in_memory = parsed.database in (None, "", ":memory:")
-        if not in_memory:
+        if not in_memory:  # the store holds people's words: readable by this user only (its -wal and -shm follow)
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(parsed.database, os.O_CREAT | os.O_WRONLY, 0o600))
         extra = {"poolclass": StaticPool} if in_memory else {}  # one in-memory database shared by all threads
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **extra)
         event.listen(engine, "connect", _sqlite_pragmas)
