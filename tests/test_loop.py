@@ -94,3 +94,9 @@ def test_loop_from_an_empty_store_says_there_is_nothing_to_learn_from(tmp_path):
     result = CliRunner().invoke(app, ["loop", "--out", str(tmp_path / "loop"), "--model", str(base), "--from-store",
                                       "--database-url", url])
     assert result.exit_code == 2 and "no bot replies to learn from" in result.output
+
+
+def test_loop_refuses_an_unknown_engine_or_no_seeds(tmp_path):
+    for args, message in ((["--engine", "vllm-magic"], "unknown engine 'vllm-magic'"), (["--seeds", "0"], "at least 1")):
+        result = CliRunner().invoke(app, ["loop", "--out", str(tmp_path / "loop"), *args])
+        assert result.exit_code == 2 and message in result.output, result.output

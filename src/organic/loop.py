@@ -95,6 +95,8 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
 
     if config.engine not in ENGINES:
         raise ValueError(f"unknown engine {config.engine!r}; choose one of: {', '.join(ENGINES)}")
+    if config.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, not {config.seeds}")
     # every simulated person comes from this machine's address: lift the per-address session limit
     settings = settings.model_copy(update={"max_new_tokens": config.max_new_tokens, "sessions_per_minute": 1_000_000})
     if config.engine != "transformers":  # the simulated deployment serves on the same engine
