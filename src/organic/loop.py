@@ -79,7 +79,7 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     from organic.serve.app import create_app
     from organic.simulate.people import population
     from organic.serve.local import LocalServer
-    from organic.simulate.run import SimulationReport, judge_rater, simulate
+    from organic.simulate.run import judge_rater, simulate
     from organic.store.read import iter_conversations
     from organic.store.versions import register_version
 
