@@ -27,10 +27,17 @@ def browser():
         browser.close()
 
 
+@pytest.fixture(autouse=True)
+def _patient_assertions():
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=20_000)
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context()
     page = context.new_page()
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(20_000)  # actions; and assertions get as long (5 s is short on a busy 2-core machine)
     yield page
     context.close()

@@ -4,7 +4,7 @@ feedback question and answer, "why this reply?", and user text shown as text, ne
 from __future__ import annotations
 
 from playwright.sync_api import expect
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from organic.store import Feedback, Message, User
@@ -102,3 +102,29 @@ def test_rating_can_be_withdrawn_in_the_ui(page, live_server, store_engine):
     expect(bot.locator(".thumb-up")).to_have_attribute("aria-pressed", "false")
     with Session(store_engine) as s:
         assert s.scalar(select(Feedback)) is None
+
+
+def test_a_user_withdraws_release_and_deletes_their_data_from_the_page(page, live_server, store_engine):
+    base = live_server()
+    page.goto(base)
+    for box in ("#age", "#terms", "#save", "#release"):
+        page.check(box)
+    page.click("#start")
+    page.fill("#input", "hello there")
+    page.click("#send")
+    expect(page.locator("li.bot[data-id]")).to_have_count(1)
+    page.click("#my-data")
+    with Session(store_engine) as s:
+        pseudo_id = s.scalar(select(User.pseudo_id))
+    expect(page.locator("#my-id")).to_have_text(pseudo_id)  # the id `organic user delete` takes
+    expect(page.locator("#my-release")).to_be_checked()
+    page.uncheck("#my-release")
+    expect(page.locator("#data-status")).to_have_text("Saved: public release withdrawn.")
+    with Session(store_engine) as s:
+        assert s.scalar(select(User.allow_release)) is False
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-me")
+    expect(page.locator("#consent")).to_be_visible()
+    with Session(store_engine) as s:
+        assert s.scalar(select(func.count()).select_from(User)) == 0
+        assert s.scalar(select(func.count()).select_from(Message)) == 0

@@ -250,3 +250,28 @@ def test_secrets_and_the_store_are_readable_by_their_owner_only(tmp_path):
         raise AssertionError("a token of the wrong shape was accepted")
     except HTTPException as error:
         assert error.status_code == 401 and "not a session token" in error.detail
+
+
+@both_databases
+def test_a_user_sees_their_id_withdraws_release_and_deletes_their_data(make_client, store_engine, tmp_path):
+    from organic.formats.export import export
+
+    client = make_client()
+    started = session(client, save_conversations=True, allow_release=True)
+    converse(client)
+    me = client.get("/api/me").json()
+    assert me == {"user_id": started["user_id"], "save_conversations": True, "allow_release": True}
+    assert client.put("/api/me/consent", json={"allow_release": False}).json()["allow_release"] is False
+    export(store_engine, "bb3x", tmp_path / "release.jsonl", release=True, salt=b"s")
+    assert (tmp_path / "release.jsonl").read_text() == ""  # withdrawn: the next release leaves them out
+    assert client.put("/api/me/consent", json={"allow_release": True}).json()["allow_release"] is True
+    assert client.delete("/api/me").json() == {"deleted_conversations": 1}
+    with Session(store_engine) as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 0
+        assert s.scalar(select(func.count()).select_from(User)) == 0
+    gone = client.get("/api/me")
+    assert gone.status_code in (401, 403)
+    unsaved = make_client()
+    session(unsaved, save_conversations=False)
+    refused = unsaved.put("/api/me/consent", json={"allow_release": True})
+    assert refused.status_code == 400 and "nothing unsaved can be released" in refused.json()["detail"]

@@ -60,6 +60,10 @@ class RatingIn(BaseModel):
     free_text: str | None = Field(None, max_length=2000)
 
 
+class ReleaseIn(BaseModel):
+    allow_release: bool = Field(description="Allow the public release of your saved conversations (anonymised).")
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str
@@ -160,6 +164,24 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
         token = signer.token(Caller(pseudo_id, body.save_conversations))
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=365 * 86400)
         return SessionOut(token=token, user_id=pseudo_id, save_conversations=body.save_conversations)
+
+    @app.get("/api/me", tags=["session"])
+    async def me(who: CallerDep) -> dict:
+        """Your pseudonymous id (the one `organic user delete` takes) and what you agreed to."""
+        return await to_thread.run_sync(stores[who.saved].me, who.pseudo_id)
+
+    @app.put("/api/me/consent", tags=["session"])
+    async def set_consent(body: ReleaseIn, who: CallerDep) -> dict:
+        """Give or withdraw consent to the public release of your saved conversations; release exports made
+        from then on follow it."""
+        return await to_thread.run_sync(stores[who.saved].set_release, who.pseudo_id, body.allow_release)
+
+    @app.delete("/api/me", tags=["session"])
+    async def delete_me(who: CallerDep, response: Response) -> dict:
+        """Delete everything of yours: conversations, messages, ratings and labels, and your session."""
+        removed = await to_thread.run_sync(stores[who.saved].delete_user, who.pseudo_id)
+        response.delete_cookie(COOKIE)
+        return {"deleted_conversations": removed}
 
     # conversations --------------------------------------------------------------------------------------
     @app.post("/api/conversations", status_code=201, tags=["chat"])

@@ -88,6 +88,30 @@ class ChatStore:
                        save_conversations=consent.save_conversations, allow_release=consent.allow_release))
         return pseudo_id
 
+    def me(self, pseudo_id: str) -> dict[str, Any]:
+        """What the user agreed to, as the store holds it."""
+        with self._session() as s:
+            user = self._user(s, pseudo_id)
+            return {"user_id": user.pseudo_id, "save_conversations": user.save_conversations, "allow_release": user.allow_release}
+
+    def set_release(self, pseudo_id: str, allow: bool) -> dict[str, Any]:
+        """Give or withdraw consent to public release (it needs "save"); later release exports follow it."""
+        with self._session.begin() as s:
+            user = self._user(s, pseudo_id)
+            if allow and not user.save_conversations:
+                raise Invalid("public release needs 'save my conversation': nothing unsaved can be released")
+            user.allow_release = allow
+        return self.me(pseudo_id)
+
+    def delete_user(self, pseudo_id: str) -> int:
+        """Delete the user and everything of theirs (``store.users.delete_user``); returns the conversations removed."""
+        from organic.store.users import delete_user
+
+        removed = delete_user(self.engine, pseudo_id)
+        if removed is None:
+            raise Forbidden("your session is no longer valid (the user was deleted); accept the terms again")
+        return removed
+
     def _user(self, s: Session, pseudo_id: str) -> User:
         user = s.scalar(select(User).where(User.pseudo_id == pseudo_id))
         if user is None:

@@ -28,7 +28,40 @@ function show(section) {
   $("consent").hidden = section !== "consent";
   $("chat").hidden = section !== "chat";
   $("new-chat").hidden = section !== "chat";
+  $("my-data").hidden = section !== "chat";
 }
+
+// your data: the id, release consent to give or withdraw, and deletion ----------------------------------------
+$("my-data").addEventListener("click", async () => {
+  $("data-error").textContent = $("data-status").textContent = "";
+  try {
+    const me = await (await api("GET", "/api/me")).json();
+    $("my-id").textContent = me.user_id;
+    $("my-saved").textContent = me.save_conversations ? "Your conversations are saved to help improve the model."
+      : "Your conversations are not saved: they are gone when the server restarts.";
+    $("my-release-box").hidden = !me.save_conversations;
+    $("my-release").checked = me.allow_release;
+    $("data-dialog").showModal();
+  } catch (error) { $("chat-error").textContent = error.message; }
+});
+$("my-release").addEventListener("change", async () => {
+  try {
+    const me = await (await api("PUT", "/api/me/consent", { allow_release: $("my-release").checked })).json();
+    $("my-release").checked = me.allow_release;
+    $("data-status").textContent = me.allow_release ? "Saved: public release allowed." : "Saved: public release withdrawn.";
+  } catch (error) { $("data-error").textContent = error.message; }
+});
+$("delete-me").addEventListener("click", async () => {
+  if (!confirm("Delete all your conversations and ratings? This cannot be undone.")) return;
+  try {
+    await api("DELETE", "/api/me");
+    $("data-dialog").close();
+    $("messages").replaceChildren();
+    conversation = null;
+    show("consent");
+    updateConsent();
+  } catch (error) { $("data-error").textContent = error.message; }
+});
 
 // consent ------------------------------------------------------------------------------------------------
 function updateConsent() {
