@@ -97,11 +97,13 @@ def test_without_reward_or_human_replies_those_columns_stay_empty(tmp_path):
     results = evaluate_models({"only": folder}, CONTEXTS[:1], [], None, judge=small_judge(), max_new_tokens=2)
     model = results["models"]["only"]
     assert model["reward"] is None and model["guards"]["perplexity_human"] is None
+    assert set(model["seconds"]) == {"generate", "judge", "perplexity"} and min(model["seconds"].values()) >= 0
     results["crowd_agreement"] = assess([CrowdLabel.GOOD, CrowdLabel.REPEATING], [CrowdLabel.GOOD, CrowdLabel.OTHER])
     _, md_path = write_eval_report(results, tmp_path / "report")
     report = md_path.read_text()
     assert [line for line in report.splitlines() if line.startswith("| only |")][0].endswith("|  |  |  |")
     assert "On 2 bot replies with a crowd majority label: good/bad kappa 1.0, recall on bad 1.0" in report
+    assert "Seconds per model (generate / judge / perplexity): only " in report
 
 
 def test_held_out_contexts_come_from_held_out_conversations(engine):

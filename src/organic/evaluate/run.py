@@ -15,6 +15,7 @@ blind pairwise comparisons from it.
 from __future__ import annotations
 
 import json
+import time
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -107,11 +108,15 @@ def evaluate_models(model_folders: Mapping[str, Path], contexts: Sequence[list[d
     }
     baseline = None
     for name, folder in model_folders.items():
+        clock = time.perf_counter()
         replies = generate_replies(Path(folder), contexts, settings, batch_size=batch_size, progress=progress, engine=engine)
+        seconds = {"generate": time.perf_counter() - clock}
         texts = [r.text for r in replies]
         verdicts = judge.judge(contexts, texts, lm=lm)
+        seconds["judge"] = time.perf_counter() - clock - sum(seconds.values())
         bad = [not v.label.is_good for v in verdicts]
         ppl, tokens = perplexity(Path(folder), human_replies, batch_size=batch_size)
+        seconds["perplexity"] = time.perf_counter() - clock - sum(seconds.values())
         copied = [text_signals(c, t)["user_trigram_share"] for c, t in zip(contexts, texts)]
         results["models"][name] = {
             "folder": str(folder),
@@ -124,6 +129,7 @@ def evaluate_models(model_folders: Mapping[str, Path], contexts: Sequence[list[d
                        "perplexity_human": ppl, "perplexity_tokens": tokens},
             "paired": None if baseline is None else mcnemar(baseline[1], bad, baseline[0], name),
             "reward": _reward(reward, contexts, texts),
+            "seconds": {k: round(v, 1) for k, v in seconds.items()},
         }
         baseline = baseline or (name, bad)
     return results
@@ -203,6 +209,10 @@ def write_eval_report(results: dict, out_dir: Path) -> tuple[Path, Path]:
         "row on the same contexts, exact McNemar p.", "",
         render_table(results),
     ]
+    timed = {name: m["seconds"] for name, m in results["models"].items() if m.get("seconds")}
+    if timed:
+        lines += ["", "Seconds per model (generate / judge / perplexity): " + "; ".join(
+            f"{name} {t['generate']:.0f} / {t['judge']:.0f} / {t['perplexity']:.0f}" for name, t in timed.items()) + "."]
     crowd = results.get("crowd_agreement") or {}
     if crowd.get("n"):
         lines += ["", "## The judge against crowd labels in the store", "",
