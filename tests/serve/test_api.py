@@ -224,7 +224,7 @@ def test_openapi_and_web_page(make_client):
 
 
 def test_secrets_and_the_store_are_readable_by_their_owner_only(tmp_path):
-    from itsdangerous import URLSafeSerializer
+    from itsdangerous import URLSafeTimedSerializer
 
     from organic.serve.auth import secret_key
     from organic.store import connect
@@ -238,7 +238,7 @@ def test_secrets_and_the_store_are_readable_by_their_owner_only(tmp_path):
     for path in (tmp_path / "store").iterdir():  # the database and its -wal / -shm
         assert path.stat().st_mode & 0o077 == 0, path
     # a token signed with the right key but of another shape (an annotator's, say) is refused, not a 500
-    forged = URLSafeSerializer(key, salt="organic-user").dumps(["not", "a", "session"])
+    forged = URLSafeTimedSerializer(key, salt="organic-user").dumps(["not", "a", "session"])
     from fastapi import HTTPException
     from starlette.requests import Request
 
@@ -275,3 +275,33 @@ def test_a_user_sees_their_id_withdraws_release_and_deletes_their_data(make_clie
     session(unsaved, save_conversations=False)
     refused = unsaved.put("/api/me/consent", json={"allow_release": True})
     assert refused.status_code == 400 and "nothing unsaved can be released" in refused.json()["detail"]
+
+
+
+def test_session_tokens_expire(make_client, settings, monkeypatch):
+    import time as clock
+
+    client = make_client()
+    token = session(client)["token"]
+    assert client.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    later = clock.time() + settings.session_days * 86400 + 60
+    monkeypatch.setattr("itsdangerous.timed.time.time", lambda: later)
+    expired = client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+
+
+
+@both_databases
+def test_pruning_removes_users_created_before_the_cutoff_with_their_data(make_client, store_engine):
+    from datetime import datetime, timedelta, timezone
+
+    from organic.serve.chat import ChatStore
+
+    client = make_client()
+    session(client)
+    converse(client)
+    store = ChatStore(store_engine)
+    assert store.prune_users(datetime.now(timezone.utc) - timedelta(days=1)) == 0  # nobody that old
+    assert store.prune_users(datetime.now(timezone.utc) + timedelta(seconds=1)) == 1
+    with Session(store_engine) as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 0

@@ -3,8 +3,10 @@
 ``Turns`` runs a chat turn. Nothing below ``organic.serve`` imports this package."""
 
 
+import itertools
 import json
 import time
+from datetime import datetime, timedelta, timezone
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -88,8 +90,9 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
     engine = engine or connect(settings.url)
     unsaved = private_store()  # users who chose not to save: a throwaway store, gone when the server stops
     stores = {True: ChatStore(engine), False: ChatStore(unsaved)}
+    unsaved_sessions = itertools.count(1)
     key = secret_key(settings.secret_key, settings.home)
-    signer = Signer(key)
+    signer = Signer(key, settings.session_days)
     router = Router(backends, shares)
     turns = Turns(router, memory=settings.memory)
 
@@ -161,8 +164,11 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
             raise HTTPException(422, "public release needs 'save my conversation' too: nothing unsaved can be released")
         consent = Consent(True, body.save_conversations, body.allow_release)
         pseudo_id = await to_thread.run_sync(stores[body.save_conversations].create_user, consent)
+        if not body.save_conversations and next(unsaved_sessions) % 100 == 0:  # expired sessions' data goes
+            expired = datetime.now(timezone.utc) - timedelta(seconds=signer.max_age_s)
+            await to_thread.run_sync(stores[False].prune_users, expired)
         token = signer.token(Caller(pseudo_id, body.save_conversations))
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=365 * 86400)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=signer.max_age_s)
         return SessionOut(token=token, user_id=pseudo_id, save_conversations=body.save_conversations)
 
     @app.get("/api/me", tags=["session"])

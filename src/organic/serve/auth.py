@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import HTTPException, Request
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from pydantic import BaseModel, Field
 
 COOKIE = "organic"
@@ -42,8 +42,11 @@ def secret_key(configured: str | None, home: Path) -> str:
 
 
 class Signer:
-    def __init__(self, key: str):
-        self._serializer = URLSafeSerializer(key, salt="organic-user")
+    """Signs session tokens, which expire ``max_age_days`` after they were issued."""
+
+    def __init__(self, key: str, max_age_days: float = 30):
+        self._serializer = URLSafeTimedSerializer(key, salt="organic-user")
+        self.max_age_s = int(max_age_days * 86400)
 
     def token(self, caller: Caller) -> str:
         return self._serializer.dumps({"u": caller.pseudo_id, "s": caller.saved})
@@ -58,7 +61,9 @@ class Signer:
             raise HTTPException(401, "no session: accept the terms first (POST /api/session) and send the token "
                                      "as the 'organic' cookie or an 'Authorization: Bearer' header")
         try:
-            data = self._serializer.loads(token)
+            data = self._serializer.loads(token, max_age=self.max_age_s)
+        except SignatureExpired:
+            raise HTTPException(401, "your session has expired: accept the terms again (POST /api/session)") from None
         except BadSignature:
             raise HTTPException(401, "invalid session token: start a new session (POST /api/session)") from None
         if not (isinstance(data, dict) and isinstance(data.get("u"), str) and isinstance(data.get("s"), bool)):

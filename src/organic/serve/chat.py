@@ -10,10 +10,11 @@ worker threads.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, delete, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from organic.store.bulk import ensure_model_versions
@@ -87,6 +88,12 @@ class ChatStore:
             s.add(User(pseudo_id=pseudo_id, age_confirmed=consent.age_confirmed,
                        save_conversations=consent.save_conversations, allow_release=consent.allow_release))
         return pseudo_id
+
+    def prune_users(self, created_before: datetime) -> int:
+        """Delete the users created before ``created_before`` with everything of theirs; returns how many. The
+        server prunes its throwaway store of unsaved users this way once their sessions have expired."""
+        with self._session.begin() as s:
+            return s.execute(delete(User).where(User.created_at < created_before)).rowcount
 
     def me(self, pseudo_id: str) -> dict[str, Any]:
         """What the user agreed to, as the store holds it."""
