@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import random
+import secrets
 from pathlib import Path
 
 from organic.analyze.stats import Proportion
@@ -34,6 +35,10 @@ def eval_results(run: Path) -> dict:
     raise SystemExit(f"error: no eval.json under {run} (run `organic loop` or `organic eval` first)")
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def make(run: Path, models: list[str], n: int, seed: int) -> None:
     results = eval_results(run)
     missing = [m for m in models if m not in results["models"]]
@@ -41,11 +46,7 @@ def make(run: Path, models: list[str], n: int, seed: int) -> None:
         raise SystemExit(f"error: {', '.join(missing)} not in the eval; it has: {', '.join(results['models'])}")
     rng = random.Random(seed)
     chosen = sorted(rng.sample(range(len(results["contexts"])), min(n, len(results["contexts"]))))
-    rows = []
-    for model in models:
-        for i in chosen:
-            ident = hashlib.sha256(f"{seed}:{model}:{i}".encode()).hexdigest()[:10]
-            rows.append((ident, model, i))
+    rows = [(secrets.token_hex(5), model, i) for model in models for i in chosen]  # ids say nothing of the model
     rng.shuffle(rows)
     out = run / "blind"
     out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,8 @@ def make(run: Path, models: list[str], n: int, seed: int) -> None:
         for ident, model, i in rows:
             f.write(json.dumps({"id": ident, "context": results["contexts"][i], "reply": results["models"][model]["replies"][i]},
                                ensure_ascii=False) + "\n")
-    (out / "key.json").write_text(json.dumps({ident: {"model": model, "context": i} for ident, model, i in rows}, indent=1))
+    (out / "key.json").write_text(json.dumps({ident: {"model": model, "context": i, "reply_sha256": _digest(results["models"][model]["replies"][i])}
+                                              for ident, model, i in rows}, indent=1))
     print(f"{len(rows)} blind items ({len(chosen)} contexts x {len(models)} models) in {out / 'items.jsonl'}")
 
 
@@ -70,10 +72,15 @@ def score(run: Path) -> dict:
             row = json.loads(line)
             if row["id"] not in key:
                 raise SystemExit(f"error: labels.jsonl line {number}: unknown id {row['id']!r}")
+            if row["id"] in labels:
+                raise SystemExit(f"error: labels.jsonl line {number}: a second label for {row['id']!r}")
             labels[row["id"]] = CrowdLabel.parse(row["label"])
     unlabelled = sorted(set(key) - set(labels))
     if unlabelled:
         raise SystemExit(f"error: {len(unlabelled)} of {len(key)} blind items have no label yet (first: {unlabelled[0]})")
+    changed = [i for i, w in key.items() if _digest(results["models"][w["model"]]["replies"][w["context"]]) != w["reply_sha256"]]
+    if changed:
+        raise SystemExit(f"error: {len(changed)} replies in eval.json differ from those that were read (first: {changed[0]})")
     by_model: dict[str, dict[int, CrowdLabel]] = {}
     for ident, where in key.items():
         by_model.setdefault(where["model"], {})[where["context"]] = labels[ident]

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=2000, description="Longest user message accepted, in characters.")
     max_body_bytes: int = Field(default=4_000_000, description="Largest request body the server reads, in bytes.")
     session_days: float = Field(default=30, gt=0, description="Days a session token stays valid.")
-    sessions_per_minute: int = Field(default=60, description="New sessions one client address may start per minute (behind a proxy, run uvicorn with --forwarded-allow-ips so the address is the client's; raise it for `organic simulate --url`).")
+    sessions_per_minute: int = Field(default=60, ge=1, description="New sessions one client address may start per minute (behind a proxy, run uvicorn with --forwarded-allow-ips so the address is the client's; raise it for `organic simulate --url`).")
     max_new_tokens: int = Field(default=64, description="Longest generated reply, in tokens.")
     memory: bool = Field(default=False, description="Long-term memory as in BB3: remember what each side says about itself and recall it when relevant.")
 

@@ -49,3 +49,12 @@ def test_score_refuses_labels_for_unknown_items(tmp_path):
     assert run("make", tmp_path, "--models", "a").returncode == 0
     (tmp_path / "blind" / "labels.jsonl").write_text(json.dumps({"id": "forged", "label": "good"}) + "\n")
     assert "unknown id 'forged'" in run("score", tmp_path).stderr
+    [item] = [json.loads(line) for line in (tmp_path / "blind" / "items.jsonl").read_text().splitlines()]
+    twice = json.dumps({"id": item["id"], "label": "good"}) + "\n"
+    (tmp_path / "blind" / "labels.jsonl").write_text(twice * 2)
+    assert "a second label" in run("score", tmp_path).stderr
+    (tmp_path / "blind" / "labels.jsonl").write_text(twice)
+    results = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    results["models"]["a"]["replies"] = ["not what was read"]
+    (tmp_path / "eval" / "eval.json").write_text(json.dumps(results))
+    assert "differ from those that were read" in run("score", tmp_path).stderr

@@ -38,7 +38,7 @@ class HeldOut(NamedTuple):
 
     contexts: list[list[dict]]
     good: list[Pair]
-    conversations: set[str] = set()  # the external ids of the conversations the contexts come from
+    conversations: frozenset[str] | set[str] = frozenset()  # the external ids of the conversations the contexts come from
 
 
 def held_out_contexts(engine, share: float = 0.2, limit: int = 200, *, seed: int = 0, filters=None,

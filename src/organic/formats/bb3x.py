@@ -144,8 +144,8 @@ def _consent(carried: Any, allow_release: bool) -> dict[str, bool]:
     keys = ("age_confirmed", "save_conversations", "allow_release")
     if not isinstance(carried, dict) or not all(isinstance(carried.get(k), bool) for k in keys):
         raise ValueError(f"{CONSENT_KEY}: expected an object with true/false {', '.join(keys)}; got {carried!r}")
-    if carried["allow_release"] and not carried["save_conversations"]:
-        raise ValueError(f"{CONSENT_KEY}: allow_release needs save_conversations")
+    if not carried["save_conversations"]:
+        raise ValueError(f"{CONSENT_KEY}: its user chose not to save their conversation, so it is not imported")
     return {k: carried[k] for k in keys}
 
 

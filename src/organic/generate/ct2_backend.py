@@ -46,7 +46,7 @@ from rich.console import Console
 
 from organic.generate.base import Backend, GenerationError, GenerationSettings
 from organic.generate.batch import Reply, model_loading, written_aside
-from organic.generate.transformers_backend import CANDIDATES, model_version
+from organic.generate.transformers_backend import CANDIDATES, content_version, model_version
 from organic.settings import get_settings
 
 console = Console(stderr=True)
@@ -82,11 +82,12 @@ def default_compute_type(device: str) -> str:
 
 def converted_model(folder: Path | str, home: Path | str, compute_type: str = "int8") -> Path:
     """The CTranslate2 folder of the model in ``folder`` with weights in ``compute_type``, converted on first use
-    into ``<home>/ct2/<model version>/<compute type>/`` (about 20 s for SmolLM2)."""
+    into ``<home>/ct2/<content version>/<compute type>/`` (about 20 s for SmolLM2), keyed by the weights' content
+    (``content_version``), not by a registered name that another run may reuse."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"model folder {folder} has no config.json; run `organic model prepare` first")
-    version = re.sub(r"[^\w.@+-]", "_", model_version(folder))  # a registered name may hold characters a path cannot
+    version = re.sub(r"[^\w.@+-]", "_", content_version(folder))  # a folder name may hold characters a path cannot
     target = Path(home) / "ct2" / version / compute_type
     if (target / "model.bin").is_file():
         return target

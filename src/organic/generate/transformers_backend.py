@@ -349,14 +349,21 @@ def model_version(path: Path) -> str:
     A ``VERSION`` file in the folder, if present, is the name instead: ``organic train`` writes the name it
     registered the model version under, so the server stores replies under that same name.
     """
+    version_file = path / "VERSION"
+    if version_file.is_file():
+        return version_file.read_text().strip()
+    return content_version(path)
+
+
+def content_version(path: Path) -> str:
+    """``<folder name>@<hash of config and weights>``, whatever the ``VERSION`` file says (see ``model_version``):
+    caches of derived files (CTranslate2 conversions) are keyed by it, so two runs that reuse a name never share
+    one another's weights."""
     import json
     import os
 
     from organic.settings import get_settings
 
-    version_file = path / "VERSION"
-    if version_file.is_file():
-        return version_file.read_text().strip()
     files = [path / "config.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.bin"))]
     stamp = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     cache = get_settings().home / "cache" / "model-versions.json"

@@ -231,11 +231,11 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
         store = stores[who.saved]
         rating = await to_thread.run_sync(lambda: store.rate(who.pseudo_id, message_id, body.thumb, body.reason, body.free_text))
         follow_up = None
-        if body.thumb == "down":
+        if body.thumb == "down":  # asked right after the latest reply only, and once (``after``), unless canned
             convo_id = await to_thread.run_sync(_conversation_of, store, message_id)
             convo = await to_thread.run_sync(store.conversation, who.pseudo_id, convo_id)
-            last = convo["messages"][-1]
-            if last["id"] == message_id and not last["is_safety_controlled_response"]:
+            rated = next(m for m in convo["messages"] if m["id"] == message_id)
+            if not rated["is_safety_controlled_response"]:
                 follow_up = await turns.ask_for_feedback(store, who.pseudo_id, convo_id, after=message_id)
         return {"message_id": message_id, "rating": rating, "follow_up": follow_up}
 

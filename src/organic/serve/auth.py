@@ -31,14 +31,22 @@ def secret_key(configured: str | None, home: Path) -> str:
     path = home / "secret_key"
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
-        try:  # created readable by this user only, before a byte is written; a racing process keeps the first key
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # written whole into a file readable by this user only, then linked into place: a racing process either
+        # links first or reads the complete key of the one that did
+        tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+        try:
+            os.link(tmp, path)
         except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise RuntimeError(f"{path} is empty: delete it (a new key is made) or set ORGANIC_SECRET_KEY")
+    return key
 
 
 class Signer:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -28,6 +29,15 @@ HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"
 
 
 MAX_ID = 2**31 - 1
+
+
+_ESCAPED_NUL = re.compile(rb"(\\+)u0000")
+
+
+def _json_nul(body: bytes) -> bool:
+    """Whether JSON text holds the escape of a NUL: ``\u0000`` after an odd run of backslashes (an even run is
+    an escaped backslash followed by the letters "u0000", which a user may well type)."""
+    return any(len(m.group(1)) % 2 for m in _ESCAPED_NUL.finditer(body))
 
 
 class _Refused(HTTPException):  # raised while the app reads the body: FastAPI passes HTTPExceptions through
@@ -69,8 +79,8 @@ class Guard:
             received += len(chunk)
             if received > self.max_body_bytes:
                 raise _Refused(413, f"the request body is over the limit of {self.max_body_bytes} bytes")
-            seen, tail = tail + chunk, (tail + chunk)[-5:]  # a JSON NUL (\u0000) may span two chunks
-            if b"\x00" in seen or b"\\u0000" in seen:
+            seen, tail = tail + chunk, (tail + chunk)[-64:]  # a JSON NUL (\u0000) may span two chunks
+            if b"\x00" in seen or _json_nul(seen):
                 raise _Refused(422, "the request holds a NUL character (\\u0000), which no text field accepts")
             return message
 
@@ -85,8 +95,8 @@ class Guard:
         with self.lock:
             tokens, then = self.buckets.get(who, (self.burst, now))
             tokens = min(self.burst, tokens + (now - then) * self.rate)
-            if len(self.buckets) > 100_000:  # forget idle addresses rather than grow without end
-                self.buckets.clear()
+            if len(self.buckets) > 100_000:  # forget addresses whose bucket has refilled, rather than grow without end
+                self.buckets = {k: v for k, v in self.buckets.items() if v[0] + (now - v[1]) * self.rate < self.burst}
             self.buckets[who] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
             return tokens >= 1
 

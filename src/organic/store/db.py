@@ -44,7 +44,10 @@ def make_engine(url: str) -> Engine:
         in_memory = parsed.database in (None, "", ":memory:")
         if not in_memory:  # the store holds people's words: readable by this user only (its -wal and -shm follow)
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(parsed.database, os.O_CREAT | os.O_WRONLY, 0o600))
+            try:
+                os.close(os.open(parsed.database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                pass
         extra = {"poolclass": StaticPool} if in_memory else {}  # one in-memory database shared by all threads
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **extra)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -99,7 +102,12 @@ def private_store() -> Engine:
     at a time), so concurrent users are as safe as on the real store; a single shared in-memory connection was
     not (threads ran inside each other's transactions)."""
     shm = Path("/dev/shm")
-    folder = Path(tempfile.mkdtemp(prefix="organic-unsaved-", dir=shm if shm.is_dir() else None))  # mode 0700
+    parent = shm if shm.is_dir() else Path(tempfile.gettempdir())
+    for left in parent.glob("organic-unsaved-*-*"):  # left behind by a server that was killed: its users' words go
+        pid = left.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(left, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"organic-unsaved-{os.getpid()}-", dir=parent))  # mode 0700
     engine = connect(f"sqlite:///{folder / 'unsaved.db'}")
     weakref.finalize(engine, shutil.rmtree, folder, ignore_errors=True)
     return engine

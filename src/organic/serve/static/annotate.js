@@ -54,14 +54,16 @@ async function next() {
 
 async function label(value) {  // keys and buttons wait (hidden) until the next item is shown, then the count moves
   if (!current) return;
-  const item = current;
+  const item = current, shown = asked;
   current = null;
   $("labels").hidden = true;
   try {
     await api("POST", "/api/annotate", { message_id: item.message.id, label: value });
   } catch (error) {
-    current = item;
-    $("labels").hidden = false;
+    if (shown === asked) {  // still on screen (not skipped meanwhile): it can be labelled again
+      current = item;
+      $("labels").hidden = false;
+    }
     say(error.message);
     return;
   }

@@ -45,11 +45,15 @@ $("my-data").addEventListener("click", async () => {
   } catch (error) { $("chat-error").textContent = error.message; }
 });
 $("my-release").addEventListener("change", async () => {
+  const wanted = $("my-release").checked;
   try {
     const me = await (await api("PUT", "/api/me/consent", { allow_release: $("my-release").checked })).json();
     $("my-release").checked = me.allow_release;
     $("data-status").textContent = me.allow_release ? "Saved: public release allowed." : "Saved: public release withdrawn.";
-  } catch (error) { $("data-error").textContent = error.message; }
+  } catch (error) {
+    $("my-release").checked = !wanted;  // not saved: show what the store still holds
+    $("data-error").textContent = error.message;
+  }
 });
 $("delete-me").addEventListener("click", async () => {
   if (!confirm("Delete all your conversations and ratings? This cannot be undone.")) return;
