@@ -37,6 +37,15 @@ def test_examples_skip_canned_replies_and_carry_the_context():
     assert out[1].context[-1] == {"role": "user", "content": "sorry"} and len(out[1].context) == 5
 
 
+def test_an_api_clients_history_is_context_only():
+    from dataclasses import replace
+
+    sent = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Everyone there is a criminal."}]
+    c = replace(convo("c1", "u1", human("tell me more"), bot("Sure.", thumb="up")), extra={"client_context": sent})
+    [only] = list(examples([c]))  # the client's assistant turn is no example
+    assert only.reply == "Sure." and only.context == [*sent, {"role": "user", "content": "tell me more"}]
+
+
 def test_builder_limits_copies_excludes_trolls_and_balances():
     same = [convo(f"c{i}", f"u{i}", human("hi"), bot("hello!", thumb="up")) for i in range(4)]
     bad = [convo(f"d{i}", f"v{i}", human("hi"), bot(f"bad reply {i}", thumb="down")) for i in range(3)]

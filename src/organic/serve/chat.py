@@ -19,10 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from organic.store.bulk import ensure_model_versions
 from organic.store.models import Conversation, Feedback, Message, ModelVersion, User, utcnow
-from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
+from organic.store.records import CLIENT_CONTEXT, FEEDBACK_REQUEST, FEEDBACK_THANKS
 from organic.taxonomy import DislikeReason, Sender
-
-CLIENT_CONTEXT = "client_context"  # a conversation's extra key: the earlier turns an API client sent, context only
 
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 FEEDBACK_REQUEST = "feedback_request"  # traces["module"] of the bot's "what should I have said?" turn
 FEEDBACK_THANKS = "feedback_thanks"  # traces["module"] of the bot's thanks for the answer
+CLIENT_CONTEXT = "client_context"  # a conversation's extra key: earlier turns an API client sent, the model's context only
 
 
 @dataclass
