@@ -42,9 +42,9 @@ def test_each_iteration_samples_candidates_from_the_last_checkpoint_and_trains_f
         trained_from.append(start)
         return real_train(method, data, start, out, config)
 
-    def generate(folder, contexts, settings):
-        generated_by.append((folder, len(contexts), settings.seed))
-        return real_generate(folder, contexts, settings)
+    def generate(folder, contexts, settings, engine):
+        generated_by.append((folder, len(contexts), settings.seed, engine))
+        return real_generate(folder, contexts, settings, engine=engine)
 
     monkeypatch.setattr(iterate, "train", train)
     monkeypatch.setattr(iterate, "generate_replies", generate)
@@ -54,7 +54,8 @@ def test_each_iteration_samples_candidates_from_the_last_checkpoint_and_trains_f
                              on_iteration=lambda i, folder, m: metrics.setdefault(i, m))
     assert folders == [out / "iteration-1", out / "iteration-2", out / "iteration-3"]
     assert trained_from == [base, out / "iteration-1", out / "iteration-2"]  # never restarted from the base model
-    assert generated_by == [(out / "iteration-1", 12, 9), (out / "iteration-2", 12, 10)]  # 3 contexts x 4 candidates
+    # 3 contexts x 4 candidates, on the engine asked for
+    assert generated_by == [(out / "iteration-1", 12, 9, "transformers"), (out / "iteration-2", 12, 10, "transformers")]
     for i in (2, 3):
         m = metrics[i]
         assert m["generated_candidates"] == 12 and m["reward_auc"] == 0.8
@@ -64,7 +65,7 @@ def test_each_iteration_samples_candidates_from_the_last_checkpoint_and_trains_f
 
 def scripted(replies: list[str]):
     """A stand-in for ``generate_replies``: the replies in turn, for every context."""
-    def generate(folder, contexts, settings):
+    def generate(folder, contexts, settings, engine="transformers"):
         return [Reply(replies[i % len(replies)], 3, False) for i in range(len(contexts))]
     return generate
 
