@@ -5,10 +5,10 @@
   it has sent more);
 - ``POST /api/session`` is rate-limited per client address (a token bucket: ``sessions_per_minute``, bursts of
   as many), so nobody can mint sessions in a loop;
+- a NUL character anywhere in the body, the path or the query gets a 422 (PostgreSQL cannot store one in text,
+  and no chat message needs one);
 - every response says ``nosniff``, may not be framed, and carries a Content-Security-Policy that lets a page
   load nothing from another host (the pages need no other host: every asset is served from the package).
-- a NUL character anywhere in the body, the path or the query gets a 422 (PostgreSQL cannot store one in text,
-  and no chat message needs one).
 
 ``MAX_ID`` bounds the integer ids a request may name: PostgreSQL's ``integer``.
 """
@@ -35,7 +35,7 @@ _ESCAPED_NUL = re.compile(rb"(\\+)u0000")
 
 
 def _json_nul(body: bytes) -> bool:
-    """Whether JSON text holds the escape of a NUL: ``\u0000`` after an odd run of backslashes (an even run is
+    r"""Whether JSON text holds the escape of a NUL: ``\u0000`` after an odd run of backslashes (an even run is
     an escaped backslash followed by the letters "u0000", which a user may well type)."""
     return any(len(m.group(1)) % 2 for m in _ESCAPED_NUL.finditer(body))
 
