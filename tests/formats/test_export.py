@@ -50,11 +50,16 @@ def test_hf_export_is_a_dataset_dict_by_split(filled, tmp_path):
     with filled.begin() as conn:
         conn.execute(update(Conversation).where(Conversation.external_id == "c-002").values(split="test"))
         conn.execute(update(Conversation).where(Conversation.external_id != "c-002").values(split="train"))
+    mine = tmp_path / "hf.parts"  # a folder of the user's that happens to have the staging folder's old name
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
     export(filled, "hf", tmp_path / "hf")
     data = load_from_disk(str(tmp_path / "hf"))
     assert sorted(data) == ["test", "train"]
     assert data["test"].num_rows == 5 and data["train"].num_rows == 13
     assert set(data["test"]["conversation_id"]) == {"c-002"}
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".hf.parts-")]  # no staging left behind
 
 
 def test_trl_training_sets(filled, tmp_path):

@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -157,8 +159,8 @@ def _write_hf(out: Path, convos: Iterator[ConversationRecord], summary: ExportSu
     """A DatasetDict by split: rows go through a Parquet file per split, then ``datasets`` loads and saves it."""
     from datasets import Dataset, DatasetDict
 
-    staging = out.with_name(out.name + ".parts")
-    staging.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)  # staged in a folder of its own: nothing of the user's is touched
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.parts-", dir=out.parent))
     writers: dict[str, pq.ParquetWriter] = {}
     n = 0
     try:
@@ -175,9 +177,7 @@ def _write_hf(out: Path, convos: Iterator[ConversationRecord], summary: ExportSu
         parts = {p.stem: Dataset.from_parquet(str(p), keep_in_memory=False) for p in sorted(staging.glob("*.parquet"))}
         DatasetDict(parts).save_to_disk(str(out))
     finally:
-        for p in staging.glob("*"):
-            p.unlink()
-        staging.rmdir()
+        shutil.rmtree(staging, ignore_errors=True)
     return n
 
 
