@@ -146,11 +146,13 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     models: dict[str, Path] = {"base": base}
     training: dict[str, dict] = {}
 
-    def register(name: str, folder: Path, parent: str, method: str, metrics: dict) -> None:
+    def register(name: str, folder: Path, parent: str, method: str, metrics: dict, evaluated: bool = True) -> None:
         (folder / "VERSION").write_text(f"loop-{name}\n")
         register_version(engine, f"loop-{name}", path=str(folder.resolve()), parent=parent, method=method,
                          base_model=str(base), metrics=metrics)
-        models[name], training[name] = folder, metrics
+        training[name] = metrics
+        if evaluated:
+            models[name] = folder
 
     iterations, auc = config.iterations, reward_metrics.get("roc_auc", float("nan"))
     if iterations > 1:
@@ -164,10 +166,8 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
         tag = "" if k == 0 else f"-seed{seed}"  # every iteration of the first seed is evaluated, the last of the others
 
         def on_iteration(i: int, folder: Path, metrics: dict, tag: str = tag) -> None:
-            name = f"cringe-it{i}{tag}"
-            register(name, folder, f"loop-cringe-it{i - 1}{tag}" if i > 1 else None, "cringe", metrics)
-            if tag and i < iterations:
-                del models[name]
+            register(f"cringe-it{i}{tag}", folder, f"loop-cringe-it{i - 1}{tag}" if i > 1 else None, "cringe", metrics,
+                     evaluated=not tag or i == iterations)
 
         iterate_cringe(filtered, base, out / "models" / f"cringe{tag}", reward, iterations, replace(train_config, seed=seed),
                        contexts_per_iteration=config.contexts_per_iteration, candidates=config.candidates,

@@ -46,7 +46,7 @@ from rich.console import Console
 
 from organic.generate.base import Backend, GenerationError, GenerationSettings
 from organic.generate.batch import Reply, model_loading, written_aside
-from organic.generate.transformers_backend import CANDIDATES, content_version, model_version
+from organic.generate.transformers_backend import CANDIDATES, content_version, encode_chat, model_version
 from organic.settings import get_settings
 
 console = Console(stderr=True)
@@ -107,19 +107,6 @@ def converted_model(folder: Path | str, home: Path | str, compute_type: str = "i
     console.print(f"Converted {folder.name} for CTranslate2 ({compute_type}) into {target} in "
                   f"{time.perf_counter() - start:.0f} s")
     return target
-
-
-def encode_chat(tokenizer, messages: list[dict], max_new_tokens: int, max_length: int) -> list[int]:
-    """Token ids of the chat with the template's assistant prompt; the oldest turns are dropped to fit
-    (what ``TransformersBackend.encode`` does, so both engines see the same prompt)."""
-    messages = list(messages)
-    while True:
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        first = 1 if messages and messages[0]["role"] == "system" else 0
-        if len(ids) + max_new_tokens <= max_length or len(messages) - first <= 1:
-            return ids[-max(max_length - max_new_tokens, 1) :]  # a single huge message is cut from the left
-        del messages[first]
 
 
 def samples(settings: GenerationSettings) -> bool:

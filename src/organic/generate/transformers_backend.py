@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
+import json
+import os
 import queue
 import threading
 import time
@@ -37,6 +39,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from organic.generate.base import Backend, GenerationError, GenerationSettings
 from organic.generate.batch import check_loaded, model_loading
+from organic.settings import get_settings
 
 _DONE = object()  # end-of-stream marker on a request's queue
 CANDIDATES = 256  # tokens considered for nucleus sampling before falling back to the whole vocabulary
@@ -108,14 +111,7 @@ class TransformersBackend(Backend):
 
     def encode(self, messages: list[dict], max_new_tokens: int) -> list[int]:
         """Token ids of the chat with the template's assistant prompt; the oldest turns are dropped to fit."""
-        messages = list(messages)
-        while True:
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            first = 1 if messages and messages[0]["role"] == "system" else 0
-            if len(ids) + max_new_tokens <= self.max_length or len(messages) - first <= 1:
-                return ids[-max(self.max_length - max_new_tokens, 1) :]  # a single huge message is cut from the left
-            del messages[first]
+        return encode_chat(self.tokenizer, messages, max_new_tokens, self.max_length)
 
     def close(self) -> None:
         """Stop the worker thread once the rows in flight are done (requests queued behind it get ``GenerationError``)."""
@@ -340,6 +336,20 @@ def next_tokens(logits: torch.Tensor, settings: list[GenerationSettings], genera
     return tokens
 
 
+def encode_chat(tokenizer, messages: list[dict], max_new_tokens: int, max_length: int) -> list[int]:
+    """Token ids of the chat with the template's assistant prompt, leaving room for ``max_new_tokens`` within
+    ``max_length``: the oldest turns after a system prompt are dropped to fit, and a single huge message is cut
+    from the left. Every engine builds its prompts here, so all of them see the same one."""
+    messages = list(messages)
+    while True:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        first = 1 if messages and messages[0]["role"] == "system" else 0
+        if len(ids) + max_new_tokens <= max_length or len(messages) - first <= 1:
+            return ids[-max(max_length - max_new_tokens, 1) :]
+        del messages[first]
+
+
 def model_version(path: Path) -> str:
     """A stable name for the weights in ``path``: the folder name and a short hash of its config and weights'
     *content*, so the same model prepared twice, or on two machines, gets the same name (several servers on one
@@ -359,11 +369,6 @@ def content_version(path: Path) -> str:
     """``<folder name>@<hash of config and weights>``, whatever the ``VERSION`` file says (see ``model_version``):
     caches of derived files (CTranslate2 conversions) are keyed by it, so two runs that reuse a name never share
     one another's weights."""
-    import json
-    import os
-
-    from organic.settings import get_settings
-
     files = [path / "config.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.bin"))]
     stamp = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     cache = get_settings().home / "cache" / "model-versions.json"

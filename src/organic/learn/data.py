@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from organic.safety import check_many
-from organic.store.records import CLIENT_CONTEXT, FEEDBACK_REQUEST, FEEDBACK_THANKS, ConversationRecord, MessageRecord, dislike_answer
+from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS, ConversationRecord, MessageRecord, client_turns, dislike_answer
 from organic.taxonomy import SAFE, CrowdLabel, Sender
 
 ROLE = {Sender.HUMAN.value: "user", Sender.BOT.value: "assistant"}
@@ -79,7 +79,7 @@ def examples(convos: Iterable[ConversationRecord], *, feedback_as_positive: bool
 
 def _conversation_examples(convo: ConversationRecord, feedback_as_positive: bool) -> list[Example]:
     # turns an API client sent that the server did not write: the model's context, never examples themselves
-    history: list[dict[str, str]] = [dict(m) for m in (convo.extra or {}).get(CLIENT_CONTEXT, [])]
+    history: list[dict[str, str]] = client_turns(convo.extra)
     out: list[Example] = []
     for position, message in enumerate(convo.messages):
         if message.sender == Sender.BOT.value and not is_canned(message):

@@ -6,9 +6,9 @@
 import itertools
 import json
 import time
-from datetime import datetime, timedelta, timezone
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -28,13 +28,12 @@ from organic.serve.auth import COOKIE, Caller, Signer, require_admin, secret_key
 from organic.serve.chat import ChatStore, Consent, Forbidden, Invalid, NotFound
 from organic.serve.router import Router
 from organic.serve.turn import Event, Turns
-from organic.settings import Settings
 from organic.serve.limits import Guard
+from organic.settings import Settings
 from organic.store import connect
 from organic.store.db import private_store
 from organic.store.bulk import ensure_model_versions
 from organic.store.models import Conversation, Feedback, Message, ModelVersion, User
-from organic.taxonomy import Sender
 
 STATIC = Path(__file__).parent / "static"
 
@@ -128,12 +127,15 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
 
     CallerDep = Annotated[Caller, Depends(caller)]
 
+    def within_limit(text: str, what: str = "the message") -> str:
+        if len(text) > settings.max_message_chars:
+            raise HTTPException(422, f"{what} has {len(text)} characters; the limit is {settings.max_message_chars}")
+        return text
+
     def user_text(text: str) -> str:
         if not text.strip():
             raise HTTPException(422, "the message is empty")
-        if len(text) > settings.max_message_chars:
-            raise HTTPException(422, f"the message has {len(text)} characters; the limit is {settings.max_message_chars}")
-        return text
+        return within_limit(text)
 
     def generation(body: ChatCompletionIn | None = None) -> GenerationSettings:
         defaults = GenerationSettings(max_new_tokens=settings.max_new_tokens)
@@ -264,8 +266,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
         if len(history) > MAX_HISTORY:
             raise HTTPException(422, f"the history has {len(history)} messages; the limit is {MAX_HISTORY}")
         for i, m in enumerate(history):
-            if len(m["content"]) > settings.max_message_chars:
-                raise HTTPException(422, f"messages[{i}] has {len(m['content'])} characters; the limit is {settings.max_message_chars}")
+            within_limit(m["content"], f"messages[{i}]")
         convo_id = await to_thread.run_sync(lambda: _conversation_for(store, who, router, history))
         reply_id = f"chatcmpl-{convo_id[2:10]}{time.time_ns():x}"
         events = turns.run(store, who.pseudo_id, convo_id, text, generation(body), reply_id=reply_id)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from organic.store.bulk import ensure_model_versions
 from organic.store.models import Conversation, Feedback, Message, ModelVersion, User, utcnow
-from organic.store.records import CLIENT_CONTEXT, FEEDBACK_REQUEST, FEEDBACK_THANKS
+from organic.store.records import CLIENT_CONTEXT, FEEDBACK_REQUEST, FEEDBACK_THANKS, client_turns
 from organic.taxonomy import DislikeReason, Sender
 
 
@@ -168,7 +168,7 @@ class ChatStore:
                 "id": convo.external_id,
                 "created_at": convo.created_at.isoformat(),
                 "model_version": version.name if version else None,
-                "client_context": (convo.extra or {}).get(CLIENT_CONTEXT, []),
+                "client_context": client_turns(convo.extra),
                 "messages": [message_json(m, f, v) for m, f, v in rows],
             }
 
@@ -191,7 +191,7 @@ class ChatStore:
             version = s.scalar(select(ModelVersion.name).where(ModelVersion.id == convo.model_version_id))
             messages = s.scalars(select(Message).where(Message.conversation_id == convo.id).order_by(Message.position)).all()
         awaiting = bool(messages) and (messages[-1].traces or {}).get("module") == FEEDBACK_REQUEST
-        history = list((convo.extra or {}).get(CLIENT_CONTEXT, [])) + [
+        history = client_turns(convo.extra) + [
             {"role": "user" if m.sender == Sender.HUMAN.value else "assistant", "content": m.text}
             for m in messages
             if not m.is_dislike_feedback and (m.traces or {}).get("module") not in (FEEDBACK_REQUEST, FEEDBACK_THANKS)

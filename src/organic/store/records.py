@@ -16,6 +16,11 @@ FEEDBACK_THANKS = "feedback_thanks"  # traces["module"] of the bot's thanks for 
 CLIENT_CONTEXT = "client_context"  # a conversation's extra key: earlier turns an API client sent, the model's context only
 
 
+def client_turns(extra: dict | None) -> list[dict]:
+    """The earlier turns an API client sent with a conversation (its ``extra``), as chat messages; [] if none."""
+    return [dict(m) for m in (extra or {}).get(CLIENT_CONTEXT, [])]
+
+
 @dataclass
 class MessageRecord:
     sender: str  # taxonomy.Sender value
