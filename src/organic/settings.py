@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     session_days: float = Field(default=30, gt=0, description="Days a session token stays valid.")
     sessions_per_minute: int = Field(default=60, ge=1, description="New sessions one client address may start per minute (behind a proxy, run uvicorn with --forwarded-allow-ips so the address is the client's; raise it for `organic simulate --url`).")
     max_new_tokens: int = Field(default=64, description="Longest generated reply, in tokens.")
+    report_dir: Path | None = Field(default=None, description="Folder of the `organic analyze --out` report that the console at /admin serves; default <home>/report.")
     memory: bool = Field(default=False, description="Long-term memory as in BB3: remember what each side says about itself and recall it when relevant.")
 
     @property

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, func, select
 from organic.generate import Backend, GenerationSettings
 from organic.serve.annotate import annotation_router
 from organic.serve.compare import compare_router
+from organic.serve.console import console_router
 from organic.serve.auth import COOKIE, Caller, Signer, require_admin, secret_key
 from organic.serve.chat import ChatStore, Consent, Forbidden, Invalid, NotFound
 from organic.serve.router import Router
@@ -302,30 +303,36 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
 
     app.include_router(annotation_router(engine, settings.admin_token, secret_key=key))
     app.include_router(compare_router(engine, settings.admin_token, secret_key=key))
+    app.include_router(console_router(engine, settings, router, secret_key=key,
+                                      load_backend=lambda name, path: version_backend(settings, name, path)))
     return app
 
 
 def serving_backends(settings: Settings, engine: Engine) -> tuple[list[Backend], dict[str, float] | None]:
     """The backends of the serving plan in the store (``organic promote`` / ``organic ab``), with their shares;
     the configured model alone when no plan was ever set."""
-    from organic.generate import EchoBackend, OpenAIBackend, local_backend, make_backend
+    from organic.generate import make_backend
     from organic.store.versions import serving, versions
 
     plan = serving(engine)
     if not plan:
         return [make_backend(settings)], None
     paths = {v.name: v.path for v in versions(engine)}
-    backends: list[Backend] = []
-    for name in plan:
-        if settings.backend == "echo":
-            backends.append(EchoBackend(model_version=name))
-        elif settings.backend == "openai":  # the OpenAI-compatible server serves each version under its name
-            backends.append(OpenAIBackend(settings.openai_base_url, name, settings.openai_api_key))
-        elif paths.get(name):
-            backends.append(local_backend(settings, Path(paths[name])))
-        else:
-            raise ValueError(f"model version {name!r} has no model folder to serve; register it with `organic train`")
-    return backends, plan
+    return [version_backend(settings, name, paths.get(name)) for name in plan], plan
+
+
+def version_backend(settings: Settings, name: str, path: str | None) -> Backend:
+    """The backend that serves model version ``name`` (registered with the model folder ``path``) under
+    ``settings``' kind of backend."""
+    from organic.generate import EchoBackend, OpenAIBackend, local_backend
+
+    if settings.backend == "echo":
+        return EchoBackend(model_version=name)
+    if settings.backend == "openai":  # the OpenAI-compatible server serves each version under its name
+        return OpenAIBackend(settings.openai_base_url, name, settings.openai_api_key)
+    if path:
+        return local_backend(settings, Path(path))
+    raise ValueError(f"model version {name!r} has no model folder to serve; register it with `organic train`")
 
 
 def _conversation_of(store: ChatStore, message_id: str) -> str:

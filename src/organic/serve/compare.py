@@ -77,11 +77,16 @@ class VoteIn(BaseModel):
         return choice
 
 
+def rater_tokens(admin_token: str | None, secret_key: str | None) -> RoleTokens:
+    """Rater tokens: what ``POST /api/admin/raters`` issues and the ``/compare`` page takes."""
+    return RoleTokens("rater", "/api/admin/raters", "/compare", admin_token, secret_key)
+
+
 def compare_router(engine: Engine, admin_token: str | None, *, secret_key: str | None = None) -> APIRouter:
     """The compare page and API on ``engine`` (which must hold the ``comparisons`` tables); rater tokens are
     issued with ``admin_token`` and signed with ``secret_key`` (without one, a key derived from the admin token)."""
     router = APIRouter()
-    rater = RoleTokens("rater", "/api/admin/raters", "/compare", admin_token, secret_key)
+    rater = rater_tokens(admin_token, secret_key)
     key = rater.key
 
     def admin(request: Request) -> None:

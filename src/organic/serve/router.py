@@ -8,6 +8,7 @@ with like.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 from organic.generate import Backend
 
@@ -17,20 +18,31 @@ class Router:
         if not backends:
             raise ValueError("the server needs at least one generation backend")
         self.backends = {b.model_version: b for b in backends}
-        shares = shares or {b.model_version: 1.0 for b in backends}
-        unknown = set(shares) - set(self.backends)
-        if unknown:
-            raise ValueError(f"traffic shares name versions that are not served: {', '.join(sorted(unknown))}")
-        if any(v < 0 for v in shares.values()) or sum(shares.values()) <= 0:
-            raise ValueError("traffic shares must be non-negative and add up to more than zero")
-        self.shares = shares
+        self.shares = _checked(shares or {b.model_version: 1.0 for b in backends}, self.backends)
         self.rng = rng or random.Random()
+
+    def follow(self, shares: dict[str, float], backends: Iterable[Backend] = ()) -> None:
+        """Draw new conversations by ``shares`` from now on (a new serving plan), adding ``backends`` for versions
+        not served yet. Backends already served stay: a conversation keeps its version to the end."""
+        merged = {**self.backends, **{b.model_version: b for b in backends}}
+        shares = _checked(dict(shares), merged)
+        self.backends, self.shares = merged, shares  # swapped whole: a concurrent ``choose`` sees one plan or the other
 
     def choose(self) -> str:
         """The version for a new conversation, drawn by share."""
-        versions = list(self.shares)
-        return self.rng.choices(versions, weights=[self.shares[v] for v in versions])[0]
+        shares = self.shares
+        versions = list(shares)
+        return self.rng.choices(versions, weights=[shares[v] for v in versions])[0]
 
     def backend(self, version: str | None) -> Backend:
         """The backend of a conversation's version (the first one for a version no longer served)."""
         return self.backends.get(version) or next(iter(self.backends.values()))
+
+
+def _checked(shares: dict[str, float], backends: dict[str, Backend]) -> dict[str, float]:
+    unknown = set(shares) - set(backends)
+    if unknown:
+        raise ValueError(f"traffic shares name versions that are not served: {', '.join(sorted(unknown))}")
+    if any(v < 0 for v in shares.values()) or sum(shares.values()) <= 0:
+        raise ValueError("traffic shares must be non-negative and add up to more than zero")
+    return shares

@@ -7,6 +7,7 @@ SQLite by default, PostgreSQL through ``ORGANIC_DATABASE_URL``. Nothing here kno
 from organic.store.db import connect, session_scope, upgrade
 from organic.store.models import (
     Annotation,
+    AuditEntry,
     Base,
     Conversation,
     DeletedUser,
@@ -18,6 +19,6 @@ from organic.store.models import (
 )
 
 __all__ = [
-    "Annotation", "Base", "Conversation", "DeletedUser", "Feedback", "Message", "ModelVersion", "ServingChange", "User",
+    "Annotation", "AuditEntry", "Base", "Conversation", "DeletedUser", "Feedback", "Message", "ModelVersion", "ServingChange", "User",
     "connect", "session_scope", "upgrade",
 ]

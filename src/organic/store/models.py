@@ -209,3 +209,16 @@ class ComparisonVote(Base):
 
 
 Index("ix_comparison_votes_rater", ComparisonVote.rater)
+
+
+class AuditEntry(Base):
+    """One action an operator took on the deployment (a change of the serving plan, a link issued): who, when,
+    what, and its details. Written by the console at ``/admin``; never edited, never deleted with a user."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    who: Mapped[str] = mapped_column(String(128))  # "admin" (the bearer token) or the name given at the console's login
+    action: Mapped[str] = mapped_column(String(32))  # ab, promote, rollback, issue_link
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # the plan before and after, the person linked
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -53,13 +53,19 @@ def set_serving(engine: Engine, shares: dict[str, float], note: str) -> dict[str
     return shares
 
 
-def rollback(engine: Engine) -> dict[str, float]:
-    """Return to the serving plan before the newest one."""
+def rollback_target(engine: Engine) -> tuple[dict[str, float], int]:
+    """The serving plan ``rollback`` returns to, and the id of the change it undoes."""
     with session_scope(engine) as s:
         changes = s.scalars(select(ServingChange).order_by(ServingChange.id.desc()).limit(2)).all()
     if len(changes) < 2:
         raise ValueError("nothing to roll back to: fewer than two serving plans were ever set")
-    return set_serving(engine, dict(changes[1].shares), note=f"rollback of change {changes[0].id}")
+    return dict(changes[1].shares), changes[0].id
+
+
+def rollback(engine: Engine) -> dict[str, float]:
+    """Return to the serving plan before the newest one."""
+    shares, undone = rollback_target(engine)
+    return set_serving(engine, shares, note=f"rollback of change {undone}")
 
 
 def versions(engine: Engine) -> list[ModelVersion]:

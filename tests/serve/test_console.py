@@ -1,0 +1,272 @@
+"""The operator's console over HTTP on the real app: login and its cookie, the panels' figures from a seeded store
+(known by construction, see ``consoling.py``), and the A/B actions: checked, stored, followed by the running
+server, and audited."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fastapi.testclient import TestClient
+from scipy.stats import fisher_exact
+from sqlalchemy import select
+
+from consoling import ANSWER, DOWN_REASONS, EVAL, seed
+from organic.analyze.stats import Proportion
+from organic.generate import EchoBackend
+from organic.serve.app import create_app, serving_backends
+from organic.serve.router import Router
+from organic.settings import Settings
+from organic.store import AuditEntry, ModelVersion
+from organic.store.versions import register_version, serving, set_serving
+from serving import session
+from support import both_databases
+
+TOKEN = "admin-secret"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+PANELS = ("traffic", "feedback", "ab", "people", "annotation", "models", "report", "audit")
+
+
+@pytest.fixture
+def settings(tmp_path, database_url):
+    return Settings(home=tmp_path / "home", database_url=database_url, admin_token=TOKEN, backend="echo")
+
+
+def start(settings, engine) -> TestClient:
+    """The app as `organic serve` makes it: the store's serving plan, one backend per version."""
+    backends, shares = serving_backends(settings, engine)
+    client = TestClient(create_app(settings, backends, engine=engine, shares=shares))
+    client.__enter__()
+    return client
+
+
+@pytest.fixture
+def console(settings, store_engine, tmp_path):
+    """A client of the app on the seeded store, serving base only, logged in to the console as alice."""
+    seed(store_engine, tmp_path, settings.home / "report")
+    set_serving(store_engine, {"base": 1.0}, note="promote")
+    client = start(settings, store_engine)
+    assert client.post("/api/admin/console/login", json={"token": TOKEN, "name": "alice"}).status_code == 200
+    yield client
+    client.__exit__(None, None, None)
+
+
+def versions_of_new_conversations(client: TestClient, n: int) -> list[str]:
+    session(client)
+    return [client.post("/api/conversations").json()["model_version"] for _ in range(n)]
+
+
+def test_the_router_follows_a_new_plan_and_keeps_the_backends_it_had():
+    router = Router([EchoBackend("a")], {"a": 1.0}, rng=random.Random(0))
+    router.follow({"b": 1.0}, [EchoBackend("b")])
+    assert {router.choose() for _ in range(20)} == {"b"}
+    assert router.backend("a").model_version == "a"  # conversations started on a keep it
+    with pytest.raises(ValueError, match="not served"):
+        router.follow({"c": 1.0})
+    assert router.shares == {"b": 1.0}
+
+
+# login ------------------------------------------------------------------------------------------------------
+def test_login_keeps_a_signed_strict_cookie_and_never_the_token(settings, store_engine):
+    client = start(settings, store_engine)
+    page = client.get("/admin")
+    assert page.status_code == 200 and '<script src="/static/console.js"></script>' in page.text
+    assert "<script>" not in page.text and 'method="post"' in page.text  # no inline script; the form never uses GET
+    assert client.get("/api/admin/console/traffic").status_code == 401
+    wrong = client.post("/api/admin/console/login", json={"token": "admin-secreT", "name": "alice"})
+    assert wrong.status_code == 403 and wrong.json()["detail"] == "wrong admin token" and "set-cookie" not in wrong.headers
+    assert client.post("/api/admin/console/login", json={"token": TOKEN, "name": "<b>"}).status_code == 422
+    ok = client.post("/api/admin/console/login", json={"token": TOKEN, "name": "alice"})
+    assert ok.status_code == 200
+    cookie = ok.headers["set-cookie"]
+    assert cookie.startswith("organic_admin=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert TOKEN not in cookie
+    assert client.get("/api/admin/console/me").json() == {"who": "alice"}
+    client.post("/api/admin/console/logout")
+    assert client.get("/api/admin/console/me").status_code == 401
+    client.__exit__(None, None, None)
+
+
+def test_bearer_token_opens_the_console_api_and_the_old_admin_api_still_works(settings, store_engine):
+    client = start(settings, store_engine)
+    assert client.get("/api/admin/console/me", headers=ADMIN).json() == {"who": "admin"}
+    assert client.get("/api/admin/console/me", headers={"Authorization": "Bearer nope"}).status_code == 403
+    assert client.get("/api/admin/stats", headers=ADMIN).status_code == 200
+    client.post("/api/admin/console/login", json={"token": TOKEN})
+    assert client.get("/api/admin/stats").status_code == 403  # the console cookie opens the console's endpoints only
+    client.__exit__(None, None, None)
+
+
+def test_a_new_admin_token_ends_console_sessions(settings, store_engine):
+    client = start(settings, store_engine)
+    client.post("/api/admin/console/login", json={"token": TOKEN, "name": "alice"})
+    cookie = client.cookies["organic_admin"]
+    other = start(settings.model_copy(update={"admin_token": "rotated"}), store_engine)
+    other.cookies.set("organic_admin", cookie)
+    refused = other.get("/api/admin/console/me")
+    assert refused.status_code == 401 and "admin token changed" in refused.json()["detail"]
+    client.cookies.clear()
+    client.cookies.set("organic_admin", cookie[:-2] + ("xx" if not cookie.endswith("xx") else "yy"))
+    forged = client.get("/api/admin/console/me")
+    assert forged.status_code == 401 and "invalid console session" in forged.json()["detail"]
+    for c in (client, other):
+        c.__exit__(None, None, None)
+
+
+def test_the_console_endpoints_are_documented_as_admin(settings, store_engine):
+    client = start(settings, store_engine)
+    paths = client.app.openapi()["paths"]
+    console = {path: ops for path, ops in paths.items() if path.startswith("/api/admin/console/")}
+    for name in [*PANELS, "trolls", "login", "logout", "promote", "rollback", "links"]:
+        assert f"/api/admin/console/{name}" in console, name
+    assert all(op["tags"] == ["admin"] for ops in console.values() for op in ops.values())
+    assert "post" in console["/api/admin/console/ab"] and "get" in console["/api/admin/console/ab"]
+    client.__exit__(None, None, None)
+
+
+# the panels -------------------------------------------------------------------------------------------------
+@both_databases
+def test_every_panel_is_filled_from_the_store(console):
+    traffic = console.get("/api/admin/console/traffic?days=7").json()
+    assert len(traffic["days"]) == 7
+    last3 = [(d["conversations"], d["messages"], d["active_users"]) for d in traffic["days"][-3:]]
+    assert last3 == [(2, 8, 2), (4, 16, 3), (5, 30, 4)]  # two days ago, yesterday, today
+    assert traffic["days"][-1]["by_version"] == {"base": 3, "cringe-it1": 2}
+    assert [(v["name"], v["count"], v["n"]) for v in traffic["versions"]] == [("base", 7, 11), ("cringe-it1", 4, 11)]
+
+    feedback = console.get("/api/admin/console/feedback").json()
+    base, cringe = feedback["versions"]
+    assert (base["name"], base["conversations"], base["bot_messages"]) == ("base", 7, 19)  # 6 x 2 + the question + 6 canned
+    assert base["down"] == Proportion(3, 19).to_json() and base["up"] == Proportion(9, 19).to_json()
+    assert cringe["down"] == Proportion(0, 8).to_json() and cringe["up"] == Proportion(8, 8).to_json()
+    assert sum(d["down"]["count"] for d in feedback["days"] if d["version"] == "base") == 3
+    assert {(r["reason"], r["count"]) for r in feedback["reasons"]} == {("nonsensical", 2), ("rude", 1)}
+    assert feedback["canned"]["safety"] == Proportion(6, 27).to_json()
+    assert [(a["answer"], a["reason"], a["version"]) for a in feedback["answers"]] == [(ANSWER, DOWN_REASONS[0], "base")]
+
+    ab = console.get("/api/admin/console/ab").json()
+    assert ab["plan"] == ab["serving"] == {"base": 1.0} and ab["incumbent"] == "base"
+    assert {v["name"]: v["status"] for v in ab["versions"]} == {"base": "active", "cringe-it1": "candidate", "sft-1": "candidate"}
+    challenger = next(v for v in ab["live"] if v["name"] == "cringe-it1")
+    assert challenger["down_p"] == pytest.approx(fisher_exact([[0, 8], [3, 16]]).pvalue)
+
+    raters = console.get("/api/admin/console/people").json()["raters"]
+    assert [(r["user"], r["ratings"]) for r in raters] == [("h0", 4), ("h1", 4), ("h2", 4), ("h3", 4), ("h4", 2), ("h5", 2)]
+
+    annotation = console.get("/api/admin/console/annotation").json()
+    assert [(a["name"], a["labels"]) for a in annotation["annotators"]] == [("ann1", 8), ("ann2", 6)]
+    assert annotation["agreement"]["items"] == 6
+    # ann1 and ann2 agree on 5 of 6; chance agreement (4/6)(3/6) + 2 (1/6)(1/6) = 14/36; kappa = (30 - 14) / (36 - 14)
+    assert annotation["pairs"] == [{"annotators": ["ann1", "ann2"], "shared": 6, "cohen_kappa": round(16 / 22, 4)}]
+
+    models = {m["name"]: m for m in console.get("/api/admin/console/models").json()}
+    assert models["cringe-it1"]["parent"] == "base" and models["cringe-it1"]["method"] == "cringe"
+    assert models["cringe-it1"]["data"] == {"examples": 40, "positives": 20, "negatives": 20}
+    assert models["cringe-it1"]["eval"] == EVAL and models["sft-1"]["eval"] is None and models["base"]["eval"] is None
+
+    report = console.get("/api/admin/console/report").json()
+    assert report["available"] and report["figures"]["conversations"] == 11
+    page = console.get("/admin/report")
+    assert page.status_code == 200 and "The organic-data report" in page.text
+
+
+def test_trolls_are_scored_on_request(console):
+    trolls = console.get("/api/admin/console/trolls?features=tfidf").json()
+    assert trolls["message"] is None and trolls["users"] == 7 and trolls["judged"] == 4  # h0-h3 rated 4 replies each
+    flagged = {u["user"]: u for u in trolls["flagged"]}
+    assert "6 of their 6 messages failed the safety check" in flagged["troll-1"]["why"]
+    assert flagged["troll-1"]["ratings"] == 0
+    assert console.get("/api/admin/console/trolls?features=bag").status_code == 422
+
+
+def test_an_empty_store_says_what_is_missing(settings, store_engine):
+    client = start(settings, store_engine)
+    client.post("/api/admin/console/login", json={"token": TOKEN})
+    assert client.get("/api/admin/console/trolls?features=tfidf").json()["message"].startswith("not enough data")
+    report = client.get("/api/admin/console/report").json()
+    assert not report["available"] and "organic analyze --out" in report["message"]
+    missing = client.get("/admin/report")
+    assert missing.status_code == 404 and "organic analyze" in missing.json()["detail"]
+    assert client.get("/api/admin/console/annotation").json()["agreement"]["fleiss_kappa"] is None
+    client.__exit__(None, None, None)
+
+
+# actions ----------------------------------------------------------------------------------------------------
+@both_databases
+def test_new_shares_are_stored_followed_and_audited(console, store_engine):
+    assert set(versions_of_new_conversations(console, 5)) == {"base"}
+    changed = console.post("/api/admin/console/ab", json={"shares": {"base": 0.25, "cringe-it1": 0.75}})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["serving"] == serving(store_engine) == {"base": 0.25, "cringe-it1": 0.75}
+    drawn = versions_of_new_conversations(console, 200)
+    assert 20 <= drawn.count("base") <= 80  # 50 expected; the bounds are 5 standard deviations away
+    assert console.post("/api/admin/console/ab", json={"shares": {"cringe-it1": 1.0, "base": 0.0}}).status_code == 200
+    assert set(versions_of_new_conversations(console, 20)) == {"cringe-it1"}
+    with store_engine.connect() as conn:
+        shares = dict(conn.execute(select(ModelVersion.name, ModelVersion.traffic_share)).all())
+        rows = conn.execute(select(AuditEntry.who, AuditEntry.action, AuditEntry.details).order_by(AuditEntry.id)).all()
+    assert shares == {"base": 0.0, "cringe-it1": 1.0, "sft-1": 0.0}
+    assert [(r.who, r.action) for r in rows] == [("alice", "ab"), ("alice", "ab")]
+    assert rows[0].details == {"before": {"base": 1.0}, "after": {"base": 0.25, "cringe-it1": 0.75}}
+    assert console.get("/api/admin/console/audit").json()[0]["details"]["after"] == {"cringe-it1": 1.0}
+
+
+def test_promote_a_version_not_yet_loaded_and_roll_back(console, store_engine):
+    promoted = console.post("/api/admin/console/promote", json={"version": "sft-1"}, headers=ADMIN)
+    assert promoted.status_code == 200 and promoted.json()["serving"] == {"sft-1": 1.0}
+    assert set(versions_of_new_conversations(console, 10)) == {"sft-1"}
+    back = console.post("/api/admin/console/rollback")
+    assert back.status_code == 200 and back.json()["plan"] == {"base": 1.0} == serving(store_engine)
+    assert set(versions_of_new_conversations(console, 10)) == {"base"}
+    audit = console.get("/api/admin/console/audit").json()
+    assert [(e["who"], e["action"]) for e in audit] == [("alice", "rollback"), ("admin", "promote")]
+
+
+def test_bad_plans_are_refused_and_the_plan_in_force_stays(console, store_engine):
+    cases = [
+        ({"shares": {"base": 0.5, "cringe-it1": 0.4}}, 422, "add up to 0.9; they must add up to 1"),
+        ({"shares": {"base": 1.5, "cringe-it1": -0.5}}, 422, "between 0 and 1"),
+        ({"shares": {}}, 422, "no shares given"),
+        ({"shares": {"base": 0.5, "nope": 0.5}}, 404, "unknown model version(s): nope"),
+        ({"shares": {"base": "half"}}, 422, None),
+    ]
+    for body, status, message in cases:
+        response = console.post("/api/admin/console/ab", json=body)
+        assert response.status_code == status, (body, response.text)
+        if message:
+            assert message in response.json()["detail"]
+    unknown = console.post("/api/admin/console/promote", json={"version": "gpt-9"})
+    assert unknown.status_code == 404 and "gpt-9" in unknown.json()["detail"]
+    nothing = console.post("/api/admin/console/rollback")  # one plan was ever set: nothing to go back to
+    assert nothing.status_code == 409 and "nothing to roll back to" in nothing.json()["detail"]
+    assert serving(store_engine) == {"base": 1.0} and console.get("/api/admin/console/audit").json() == []
+    assert set(versions_of_new_conversations(console, 5)) == {"base"}
+
+
+def test_a_version_this_server_cannot_load_is_refused(settings, store_engine, tmp_path):
+    seed(store_engine, tmp_path)
+    register_version(store_engine, "no-folder")
+    set_serving(store_engine, {"base": 1.0}, note="promote")
+    local = settings.model_copy(update={"backend": "transformers"})  # a version is loaded from its model folder
+    client = TestClient(create_app(local, [EchoBackend("base")], engine=store_engine, shares={"base": 1.0}))
+    with client:
+        for body in ({"version": "no-folder"}, {"version": "sft-1"}):  # no folder; a folder that is not there
+            refused = client.post("/api/admin/console/promote", json=body, headers=ADMIN)
+            assert refused.status_code == 422 and "the plan in force stays" in refused.json()["detail"]
+        assert serving(store_engine) == {"base": 1.0}
+        assert set(versions_of_new_conversations(client, 5)) == {"base"}
+        assert client.get("/api/admin/console/audit", headers=ADMIN).json() == []
+
+
+def test_links_are_issued_for_the_annotation_and_compare_pages(console):
+    link = console.post("/api/admin/console/links", json={"role": "annotator", "name": "ann3"})
+    assert link.status_code == 201 and link.json()["url"].startswith("/annotate#token=")
+    me = console.get("/api/annotate/me", headers={"Authorization": f"Bearer {link.json()['token']}"})
+    assert me.json()["annotator"] == "ann3"
+    rater = console.post("/api/admin/console/links", json={"role": "rater", "name": "r1"}).json()
+    assert console.get("/api/compare/me", headers={"Authorization": f"Bearer {rater['token']}"}).json()["rater"] == "r1"
+    assert console.post("/api/admin/console/links", json={"role": "annotator", "name": "a b"}).status_code == 422
+    assert console.post("/api/admin/console/links", json={"role": "boss", "name": "x"}).status_code == 422
+    audit = console.get("/api/admin/console/audit").json()
+    assert [(e["action"], e["details"]) for e in audit] == [("issue_link", {"role": "rater", "name": "r1"}),
+                                                            ("issue_link", {"role": "annotator", "name": "ann3"})]
