@@ -8,6 +8,8 @@ judge's, on the same replies.
     # readers write RUN/blind/labels.jsonl: {"id": ..., "label": "good" | a kind of bad, "labeller": ...} per line
     python scripts/blind_check.py score RUN
         -> RUN/blind/report.md and report.json
+    python scripts/blind_check.py fold RUN
+        -> adds the read items to the judge's labelled set (src/organic/evaluate/labels/), once
 
 RUN is a folder with ``eval/eval.json`` (``organic loop``) or ``eval.json`` (``organic eval``). A label is a
 judgement made by reading; this script never writes one.
@@ -23,6 +25,7 @@ import secrets
 from pathlib import Path
 
 from organic.analyze.stats import Proportion
+from organic.evaluate import labelled
 from organic.evaluate.judge import assess
 from organic.evaluate.run import mcnemar
 from organic.taxonomy import CrowdLabel
@@ -59,28 +62,38 @@ def make(run: Path, models: list[str], n: int, seed: int) -> None:
     print(f"{len(rows)} blind items ({len(chosen)} contexts x {len(models)} models) in {out / 'items.jsonl'}")
 
 
-def score(run: Path) -> dict:
+def read_check(run: Path) -> tuple[dict, dict, dict[str, dict]]:
+    """The eval results, the key and the readers' label rows (by id) of RUN's blind check, refused unless every
+    item has exactly one label and every reply is still the one that was read."""
     results, folder = eval_results(run), run / "blind"
     if not (folder / "key.json").is_file():
         raise SystemExit(f"error: no blind items under {folder}: run `make` first")
     if not (folder / "labels.jsonl").is_file():
         raise SystemExit(f"error: no labels yet: label {folder / 'items.jsonl'} by reading into {folder / 'labels.jsonl'}")
     key = json.loads((folder / "key.json").read_text())
-    labels = {}
+    rows = {}
     for number, line in enumerate((folder / "labels.jsonl").read_text().splitlines(), 1):
         if line.strip():
             row = json.loads(line)
             if row["id"] not in key:
                 raise SystemExit(f"error: labels.jsonl line {number}: unknown id {row['id']!r}")
-            if row["id"] in labels:
+            if row["id"] in rows:
                 raise SystemExit(f"error: labels.jsonl line {number}: a second label for {row['id']!r}")
-            labels[row["id"]] = CrowdLabel.parse(row["label"])
-    unlabelled = sorted(set(key) - set(labels))
+            CrowdLabel.parse(row["label"])
+            rows[row["id"]] = row
+    unlabelled = sorted(set(key) - set(rows))
     if unlabelled:
         raise SystemExit(f"error: {len(unlabelled)} of {len(key)} blind items have no label yet (first: {unlabelled[0]})")
     changed = [i for i, w in key.items() if _digest(results["models"][w["model"]]["replies"][w["context"]]) != w["reply_sha256"]]
     if changed:
         raise SystemExit(f"error: {len(changed)} replies in eval.json differ from those that were read (first: {changed[0]})")
+    return results, key, rows
+
+
+def score(run: Path) -> dict:
+    results, key, rows = read_check(run)
+    folder = run / "blind"
+    labels = {ident: CrowdLabel.parse(row["label"]) for ident, row in rows.items()}
     by_model: dict[str, dict[int, CrowdLabel]] = {}
     for ident, where in key.items():
         by_model.setdefault(where["model"], {})[where["context"]] = labels[ident]
@@ -105,6 +118,33 @@ def score(run: Path) -> dict:
     (folder / "report.md").write_text(render(report))
     print(render(report))
     return report
+
+
+def fold(run: Path, into: Path = labelled.HOME) -> int:
+    """Add RUN's blind items, with their readers' labels, to the labelled set the judge is fitted and tested on:
+    they are labels made by reading, of replies from the models a loop trains. An item's conversation is the
+    run's name and its opening message (the contexts of one simulated conversation share it), so the split
+    keeps every context of a conversation on one side. Items already in the set are left as they are."""
+    results, key, rows = read_check(run)
+    items, labels = into / labelled.ITEMS.name, into / labelled.LABELS.name
+    known = {json.loads(line)["id"] for line in items.read_text(encoding="utf-8").splitlines() if line.strip()}
+    settings = {k: v for k, v in results.get("settings", {}).items() if k in ("max_new_tokens", "temperature", "top_p", "engine")}
+    new_items, new_labels = [], []
+    for ident, where in key.items():
+        if ident in known:
+            continue
+        context = results["contexts"][where["context"]]
+        conversation = f"{run.name}:{hashlib.sha1(context[0]['content'].encode()).hexdigest()[:10]}"
+        new_items.append({"id": ident, "conversation": conversation, "split": labelled.split_of(conversation), "context": context,
+                          "reply": results["models"][where["model"]]["replies"][where["context"]],
+                          "source": {"model": where["model"], "run": run.name} | settings})
+        new_labels.append({k: v for k, v in rows[ident].items() if k in ("id", "label", "labeller", "note")} | {"pass": 1})
+    with items.open("a", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in new_items)
+    with labels.open("a", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in new_labels)
+    print(f"{len(new_items)} read items added to {items} ({len(key) - len(new_items)} were there already)")
+    return len(new_items)
 
 
 def render(report: dict) -> str:
@@ -134,11 +174,16 @@ def main() -> None:
     made.add_argument("--seed", type=int, default=0)
     scored = commands.add_parser("score", help="bad rate by reading next to the judge's")
     scored.add_argument("run", type=Path)
+    folded = commands.add_parser("fold", help="add the read items to the judge's labelled set")
+    folded.add_argument("run", type=Path)
+    folded.add_argument("--into", type=Path, default=labelled.HOME, help="the labelled set's folder (items.jsonl, labels.jsonl)")
     args = parser.parse_args()
     if args.command == "make":
         make(args.run, args.models, args.n, args.seed)
-    else:
+    elif args.command == "score":
         score(args.run)
+    else:
+        fold(args.run, args.into)
 
 
 if __name__ == "__main__":

@@ -58,3 +58,33 @@ def test_score_refuses_labels_for_unknown_items(tmp_path):
     results["models"]["a"]["replies"] = ["not what was read"]
     (tmp_path / "eval" / "eval.json").write_text(json.dumps(results))
     assert "differ from those that were read" in run("score", tmp_path).stderr
+
+
+def test_fold_adds_read_items_to_the_labelled_set_once_split_by_conversation(tmp_path):
+    opener = {"role": "user", "content": "hello there"}
+    contexts = [[opener, {"role": "assistant", "content": "hi"}, {"role": "user", "content": f"question {i}"}] for i in range(3)]
+    contexts.append([{"role": "user", "content": "another chat"}])
+    models = {"base": {"replies": [f"reply {i}" for i in range(4)], "labels": ["good"] * 4}}
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "eval.json").write_text(json.dumps({"contexts": contexts, "models": models, "settings": {"max_new_tokens": 32}}))
+    into = tmp_path / "set"
+    into.mkdir()
+    (into / "items.jsonl").write_text(json.dumps({"id": "old", "conversation": "c", "split": "train", "context": [], "reply": "x",
+                                                  "source": {"model": "human"}}) + "\n")
+    (into / "labels.jsonl").write_text(json.dumps({"id": "old", "label": "good", "labeller": "a"}) + "\n")
+    assert run("make", tmp_path, "--models", "base", "--n", "4").returncode == 0
+    assert "no labels yet" in run("fold", tmp_path, "--into", into).stderr
+    key = json.loads((tmp_path / "blind" / "key.json").read_text())
+    (tmp_path / "blind" / "labels.jsonl").write_text("".join(json.dumps({"id": i, "label": "nonsensical", "labeller": "reader-1"}) + "\n"
+                                                             for i in key))
+    for _ in range(2):  # a second fold adds nothing
+        folded = run("fold", tmp_path, "--into", into)
+        assert folded.returncode == 0, folded.stderr
+    items = [json.loads(line) for line in (into / "items.jsonl").read_text().splitlines()]
+    labels = [json.loads(line) for line in (into / "labels.jsonl").read_text().splitlines()]
+    assert len(items) == 5 and len(labels) == 5 and items[0]["id"] == "old"
+    new = [i for i in items if i["id"] != "old"]
+    assert all(i["source"] == {"model": "base", "run": tmp_path.name, "max_new_tokens": 32} for i in new)
+    shared = {(i["conversation"], i["split"]) for i in new if i["context"][0] == opener}
+    assert len(shared) == 1  # one opening message: one conversation, one split
+    assert {row["labeller"] for row in labels[1:]} == {"reader-1"} and all(row["pass"] == 1 for row in labels[1:])
