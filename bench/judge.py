@@ -3,9 +3,9 @@
     python bench/judge.py [--replies 1000]
 
 Judges the labelled set's replies (repeated up to ``--replies``) three ways in one run, each after a warm-up:
-the shipped judge without its likelihood signals' model pass (every other signal: text, MiniLM topic, safety,
-rules), the likelihood signals alone (two passes of the base model: reply given context, reply alone), and the
-shipped judge end to end. Prints replies per second and the time for 1,000 replies (target: under 60 s).
+the shipped judge without its reference model's pass (every other signal: text, MiniLM topic, safety, rules),
+the reference model's signals alone (two passes of the base model: the reply given its context, which also
+yields the model's hidden states, and the reply alone), and the shipped judge end to end. Prints replies per second and the time for 1,000 replies (target: under 60 s).
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ def main() -> None:
     print(f"{n} replies of the labelled set, shipped judge ({judge.info.get('signals')}), batch {args.batch_size}")
     print("| part | seconds | replies/s | seconds per 1,000 |")
     print("|---|---|---|---|")
-    for name, seconds in (("signals without likelihood", rest), ("likelihood signals (base model, 2 passes)", likelihood),
+    for name, seconds in (("signals without likelihood", rest), ("reference model: likelihood and states (2 passes)", likelihood),
                           ("whole judge", whole)):
         print(f"| {name} | {seconds:.1f} | {n / seconds:.1f} | {1000 * seconds / n:.1f} |")
-    print(f"likelihood share of the whole: {likelihood / whole:.0%}; target 1,000 replies in under 60 s: "
+    print(f"reference model share of the whole: {likelihood / whole:.0%}; target 1,000 replies in under 60 s: "
           f"{'met' if 1000 * whole / n < 60 else 'not met'} with likelihood, "
           f"{'met' if 1000 * rest / n < 60 else 'not met'} without")
 

@@ -15,8 +15,9 @@ from organic.taxonomy import CrowdLabel as L
 
 def synthetic(n: int, seed: int) -> tuple[np.ndarray, list[L]]:
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, len(NAMES)))
-    x[:, [NAMES.index(k) for k in LM_NAMES]] = np.nan
+    x = np.full((n, len(NAMES)), np.nan)  # no reference model: its signals are empty
+    measured = [i for i, k in enumerate(NAMES) if k not in LM_NAMES]
+    x[:, measured] = rng.normal(size=(n, len(measured)))
     x[:, NAMES.index("offensive")] = 0.0  # the safety layer found nothing
     x[:, [NAMES.index(k) for k in GROUPS["embedding"]]] = 0.0  # no words to learn from: rows are only signals
     copy, sim = NAMES.index("user_trigram_share"), NAMES.index("sim_last")

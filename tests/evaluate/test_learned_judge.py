@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from organic.evaluate.signals import LM_NAMES, NAMES, signals, text_signals
 from organic.taxonomy import CrowdLabel as L
 from judging import small_judge, synthetic
 
+RESULTS = Path(__file__).parents[2] / "docs" / "results"
 HIKE = [{"role": "user", "content": "I just got back from a long hike in the mountains."}]
 
 
@@ -143,10 +145,14 @@ def test_labelled_set_is_whole_split_by_conversation_and_reserved():
     splits_of = {}
     for item in items:
         splits_of.setdefault(item.conversation, set()).add(item.split)
-        assert labelled.reserved(item.conversation) and item.split == labelled.split_of(item.conversation)
+        assert item.split == labelled.split_of(item.conversation)
+        if "run" in item.source:  # read in a blind check of that run (scripts/blind_check.py fold)
+            assert item.conversation.startswith(item.source["run"] + ":") and (RESULTS / item.source["run"] / "blind").is_dir()
+        else:  # made for the set from the conversations the simulator never draws
+            assert labelled.reserved(item.conversation)
     assert all(len(s) == 1 for s in splits_of.values())
     assert sum(i.second is not None for i in items) >= 100
-    assert {i.model for i in items} == {"base", "human", "cringe"}  # SFT and KTO were left out for time (README)
+    assert {"base", "human", "cringe", "sft", "kto"} <= {i.model for i in items}
 
 
 @pytest.mark.slow
@@ -159,3 +165,40 @@ def test_shipped_judge_loads_offline_and_reports_its_agreement(prepared_home, mo
     assert judge.info["test"]["all"]["n"] >= 250
     verdicts = judge.judge([HIKE, HIKE], ["That sounds lovely! Where did you go?", "I just got back from a long hike in the"])
     assert all(isinstance(v.label, L) and 0.0 <= v.p_bad <= 1.0 for v in verdicts)
+
+
+def test_a_judge_that_reads_model_states_refuses_a_model_of_another_width(tiny_model_dir):
+    from organic.evaluate.signals import GROUPS
+
+    x, labels = synthetic(300, 5)
+    x[:, [NAMES.index(n) for n in GROUPS["state"]]] = np.random.default_rng(0).normal(size=(300, len(GROUPS["state"])))
+    judge = fit(x, labels, reference="tiny")
+    assert judge.uses_lm and judge.reference == "tiny"
+    rows = signals([HIKE], ["Which trail?"], reference_model=tiny_model_dir)  # 16 wide, not 576: no states
+    assert np.isnan(rows[0, [NAMES.index(n) for n in GROUPS["state"]]]).all()
+    assert not np.isnan(rows[0, NAMES.index("nll_context")])  # the likelihoods are still measured
+    with pytest.raises(ValueError, match="another width"):
+        judge.judge([HIKE], ["Which trail?"], reference_model=tiny_model_dir)
+
+
+def test_item_signals_compute_only_what_the_cache_lacks(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from organic.evaluate import judge as module
+
+    calls = []
+
+    def fake_signals(contexts, replies, reference_model=None):
+        calls.append(list(replies))
+        return np.array([[float(len(r))] * len(NAMES) for r in replies])
+
+    monkeypatch.setattr(module, "signals", fake_signals)
+    cache = tmp_path / "cache.npz"
+    items = [SimpleNamespace(id=str(n), context=HIKE, reply="x" * n) for n in range(1, 4)]
+    first = module.item_signals(items[:2], None, cache)
+    both = module.item_signals(items, None, cache)
+    assert calls == [["x", "xx"], ["xxx"]]  # the third item alone was computed the second time
+    np.testing.assert_array_equal(both[:2], first)
+    assert both[2, 0] == 3.0
+    module.item_signals(list(reversed(items)), None, cache)
+    assert len(calls) == 2  # everything cached, in any order

@@ -79,3 +79,23 @@ def test_likelihoods_add_up_and_an_empty_context_scores_the_reply_alone(tiny_mod
     for s in scores:
         assert s.tokens >= 2 and 0 < s.end_nll <= s.nll and 0 <= s.worst <= s.nll
     assert scores[0].nll != pytest.approx(scores[1].nll)  # the context changes the likelihood
+
+
+def test_likelihoods_carry_the_reply_state_from_the_same_pass_when_asked(tiny_model_dir):
+    import torch
+
+    contexts = [[{"role": "user", "content": "Hello there"}], [{"role": "user", "content": "What is your name?"}]]
+    plain = reply_likelihoods(tiny_model_dir, contexts, ["hi", "I am Sam."])
+    with_state = reply_likelihoods(tiny_model_dir, contexts, ["hi", "I am Sam."], state_layer=2)
+    assert all(s.state is None for s in plain)
+    assert [s[:4] for s in with_state] == pytest.approx([s[:4] for s in plain])  # the same pass, the same likelihoods
+    assert all(len(s.state) == 16 for s in with_state)  # the tiny model is 16 wide
+    # the mean over the reply's tokens (and its end of turn) of the last layer's output, worked out by hand
+    model, tokenizer = load_causal_lm(tiny_model_dir)
+    from organic.learn.cringe import IGNORE_INDEX, tokenize_example
+
+    row = tokenize_example(tokenizer, contexts[1], "I am Sam.", -1, 512)
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor([row["input_ids"]]), output_hidden_states=True).hidden_states[2][0]
+    reply = torch.tensor(row["labels"]) != IGNORE_INDEX
+    assert with_state[1].state == pytest.approx(hidden[reply].mean(0).tolist(), abs=1e-5)

@@ -55,7 +55,9 @@ def test_simulated_people_never_speak_the_reserved_conversations_nor_use_the_eva
     import organic.simulate.run as run_module
     from organic.evaluate.labelled import human_reference, load
 
-    reserved_text = {i.context[-1]["content"] for i in load()} | {c[-1]["content"] for c, _ in human_reference(200)}
+    made = [i for i in load() if "run" not in i.source]  # items read in a loop's blind check came from its simulation
+    assert len(made) >= 800
+    reserved_text = {i.context[-1]["content"] for i in made} | {c[-1]["content"] for c, _ in human_reference(200)}
     spoken = {turn for d in dialogues(400, turns=4) for turn in d.turns}
     assert not reserved_text & spoken
     for module in (people_module, run_module):

@@ -95,6 +95,10 @@ class Judge:
             reference_model = reference_folder(self.reference)
         x = signals(contexts, replies, reference_model=reference_model if self.uses_lm else None,
                     lm=lm if self.uses_lm else None, batch_size=batch_size)
+        states = [NAMES.index(f) for f in self.features if f in GROUPS["state"]]
+        if states and np.isnan(x[:, states]).all():
+            raise ValueError(f"this judge reads the hidden states of its reference model ({self.reference}, width "
+                             f"{len(GROUPS['state'])}); the model given has another width: judge with that model")
         return self.verdicts_of(x)
 
     def weights(self) -> dict[str, dict[str, float]]:
@@ -283,25 +287,22 @@ def labeller_agreement(items) -> dict:
 
 
 def item_signals(items, reference_model: Path | None, cache: Path | None = None) -> np.ndarray:
-    """Signals of labelled items, read from / written to ``cache`` (an .npz keyed by item id) when given."""
-    ids = [i.id for i in items]
+    """Signals of labelled items, kept in ``cache`` (an .npz keyed by item id) when given: only items the cache
+    lacks (or, when ``reference_model`` is given, lacks the likelihood signals of) are computed, then added."""
+    rows: dict[str, np.ndarray] = {}
     if cache and cache.is_file():
         stored = np.load(cache, allow_pickle=False)
-        names = list(stored["names"])
-        if names == list(NAMES[: len(names)]) and set(NAMES[len(names):]) <= set(GROUPS["embedding"]) and set(ids) <= set(stored["ids"]):
-            at = {k: n for n, k in enumerate(stored["ids"])}
-            x = stored["x"][[at[i] for i in ids]]
-            if len(names) < len(NAMES):  # a cache from before the embedding columns: add them (seconds)
-                from organic.embeddings import embed
-
-                x = np.hstack([x, embed([i.reply for i in items])])
-            if reference_model is None or not np.isnan(x[:, NAMES.index("nll_context")]).all():
-                return x  # what is wanted is there (likelihood signals kept when not asked for do no harm)
-    x = signals([i.context for i in items], [i.reply for i in items], reference_model=reference_model)
-    if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, ids=np.array(ids), names=np.array(NAMES), x=x)
-    return x
+        if list(stored["names"]) == list(NAMES):  # a cache of other signals is computed again
+            rows = dict(zip(stored["ids"].tolist(), stored["x"]))
+    lm_column = NAMES.index("nll_context")
+    missing = [i for i in items if i.id not in rows or (reference_model is not None and np.isnan(rows[i.id][lm_column]))]
+    if missing:
+        x = signals([i.context for i in missing], [i.reply for i in missing], reference_model=reference_model)
+        rows |= dict(zip((i.id for i in missing), x))
+        if cache:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, ids=np.array(list(rows)), names=np.array(NAMES), x=np.array(list(rows.values())))
+    return np.array([rows[i.id] for i in items])
 
 
 def train_judge(out: Path, *, items=None, use_lm: bool = True, part: str = "all", reference: str | None = None,
@@ -325,14 +326,15 @@ def train_judge(out: Path, *, items=None, use_lm: bool = True, part: str = "all"
     x = item_signals(items, folder, cache)
     rows = {s: np.array([n for n, i in enumerate(items) if i.split == s]) for s in by}
     y = {s: [i.label for i in by[s]] for s in by}
-    feature_sets = {"all signals": list(NAMES)} if use_lm else {}
-    feature_sets["without likelihood"] = [n for n in NAMES if n not in LM_NAMES]
+    feature_sets = {"all signals": list(NAMES),
+                    "without the model's states": [n for n in NAMES if n not in GROUPS["state"]]} if use_lm else {}
+    feature_sets["without the reference model"] = [n for n in NAMES if n not in LM_NAMES]
     # choose the signal set and C by 5-fold cross-validation over train + dev, grouped by conversation (steadier
     # than the small dev split alone); then fit on train and set the threshold on dev
     tuning = np.concatenate([rows["train"], rows["dev"]])
     candidates = []
     for set_name, features in feature_sets.items():
-        for c in (0.01, 0.03, 0.1, 0.3):
+        for c in (0.003, 0.01, 0.03, 0.1):
             cv = cross_validated_kappa(x[tuning], [items[n] for n in tuning], features, c)
             candidate = fit(x[rows["train"]], y["train"], features=features, c=c, reference=reference)
             tune_threshold(candidate, x[rows["dev"]], y["dev"])

@@ -9,8 +9,12 @@ Two files in ``evaluate/labels/``, kept apart on purpose:
   A label is written by someone reading the item; no program writes this file.
 
 Items are split by conversation (``split_of``): the judge is fitted on ``train``, its threshold chosen on ``dev``,
-and ``test`` is only ever scored. The conversations are ``reserved``: the simulator never draws them, so the
-judge is not tested on the dialogues the simulated people speak.
+and ``test`` is only ever scored. Two kinds of items:
+- made for the set by ``scripts/make_label_items.py`` from ``reserved`` conversations, which the simulator never
+  draws: the base model, briefly trained models and the real human next turn;
+- read in a blind check of a loop run (``scripts/blind_check.py fold RUN``): the replies of the models that loop
+  trained, to its held-out simulated conversations. Their source names the ``run``, and their conversation is
+  the run's name and the conversation's opening message.
 """
 
 from __future__ import annotations

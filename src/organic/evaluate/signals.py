@@ -13,7 +13,12 @@ Groups (the judge reports the weight of each):
 - ``safety``: the safety layer's verdicts (offensive, sensitive topic, classifier probability);
 - ``rules``: the old rule judges' failures (``evaluate/judges.py``), one flag per category;
 - ``embedding``: the reply's MiniLM embedding (384 numbers): what the words say, beyond the measures above
-  (chosen by grouped cross-validation on train + dev: good/bad kappa 0.33 -> 0.43 without likelihood).
+  (chosen by grouped cross-validation on train + dev: good/bad kappa 0.33 -> 0.43 without likelihood);
+- ``state``: the base model's hidden state after layer ``STATE_LAYER``, averaged over the reply's tokens, read in
+  the same pass as the likelihood given the context (576 numbers for SmolLM2-135M): how the model itself takes
+  the reply in this context. On the labelled set (1,812 items) they lifted the cross-validated good/bad kappa
+  from 0.30 to 0.39; of the layers tried (6, 12, 18, 24, 30) the middle one did best. A reference model whose
+  hidden size is not ``STATE_SIZE`` leaves these signals empty.
 
 Pure text measures live here; nothing is stored, nothing decides a label.
 """
@@ -31,6 +36,7 @@ from organic.evaluate.judges import (CONTEXT_WINDOW, ORDER, _ARTEFACT, _failures
                                      words)
 
 EMBEDDING_SIZE = 384  # MiniLM: the reply's own embedding, which lets the judge learn what the words say
+STATE_LAYER, STATE_SIZE = 18, 576  # SmolLM2-135M-Instruct: 30 layers of width 576
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "likelihood": ("nll_context", "nll_alone", "nll_gain", "end_nll", "worst_nll"),
@@ -41,9 +47,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "safety": ("offensive", "sensitive_topic", "offensive_p"),
     "rules": tuple(f"rule_{c.value}" for c in ORDER),
     "embedding": tuple(f"emb_{i}" for i in range(EMBEDDING_SIZE)),
+    "state": tuple(f"state_{i}" for i in range(STATE_SIZE)),
 }
 NAMES: tuple[str, ...] = tuple(name for group in GROUPS.values() for name in group)
-LM_NAMES = frozenset(GROUPS["likelihood"])
+LM_NAMES = frozenset(GROUPS["likelihood"] + GROUPS["state"])  # the signals that need the reference model
 
 _BOILERPLATE = re.compile(r"\b(how (can|may) i (help|assist)|assist you|i'?m here to help|as an ai|language model|"
                           r"i'?m (just )?an? (ai|assistant|chatbot)|feel free to|let me know if|happy to help)\b", re.I)
@@ -129,11 +136,12 @@ def _likelihood(contexts, replies, folder, lm, batch_size) -> list[dict[str, flo
     from organic.generate.batch import load_causal_lm, reply_likelihoods
 
     lm = lm or load_causal_lm(folder)
-    given = reply_likelihoods(None, contexts, replies, model=lm, batch_size=batch_size, max_length=256)
+    layer = STATE_LAYER if lm[0].config.hidden_size == STATE_SIZE else None  # another model's states mean nothing here
+    given = reply_likelihoods(None, contexts, replies, model=lm, batch_size=batch_size, max_length=256, state_layer=layer)
     alone = reply_likelihoods(None, [[] for _ in replies], replies, model=lm, batch_size=batch_size, max_length=256)
     out = []
     for g, a in zip(given, alone):
         mean_g, mean_a = g.nll / max(g.tokens, 1), a.nll / max(a.tokens, 1)
         out.append({"nll_context": mean_g, "nll_alone": mean_a, "nll_gain": mean_a - mean_g, "end_nll": g.end_nll,
-                    "worst_nll": g.worst})
+                    "worst_nll": g.worst} | (dict(zip(GROUPS["state"], g.state)) if g.state else {}))
     return out

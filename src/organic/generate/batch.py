@@ -141,14 +141,17 @@ class Likelihood(NamedTuple):
     tokens: int  # how many tokens that is (end of turn included)
     end_nll: float  # of the end of turn alone: high when the model would not stop there (a reply cut off)
     worst: float  # of the least likely reply token
+    state: list[float] | None = None  # the mean hidden state over the reply's tokens at ``state_layer``, when asked
 
 
 def reply_likelihoods(folder: Path | str | None, contexts: Sequence[Sequence[dict]], replies: Sequence[str], *,
-                      batch_size: int = 8, max_length: int = 512, model=None) -> list[Likelihood]:
+                      batch_size: int = 8, max_length: int = 512, model=None, state_layer: int | None = None) -> list[Likelihood]:
     """How likely each reply is after its context under the model in ``folder`` (or the loaded ``(model,
     tokenizer)`` pair ``model``). The context goes through the chat template and is masked, so only reply tokens
     count; past ``max_length`` the oldest context goes. An empty context scores the reply after an empty user turn
-    (chat templates need a message), which is how likely the reply is on its own."""
+    (chat templates need a message), which is how likely the reply is on its own. With ``state_layer`` (0: the
+    embeddings, 1..n: after that decoder layer), each result also carries the model's hidden state there averaged
+    over the reply's tokens: how the model itself reads the reply in its context, from the same pass."""
     import torch
 
     from organic.learn.cringe import IGNORE_INDEX, tokenize_example
@@ -165,13 +168,19 @@ def reply_likelihoods(folder: Path | str | None, contexts: Sequence[Sequence[dic
         labels = torch.tensor([r["labels"] + [IGNORE_INDEX] * (width - len(r["labels"])) for r in batch])
         mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in batch])
         with torch.no_grad():
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits[:, :-1].float()
+            result = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                           output_hidden_states=state_layer is not None)
+        logits = result.logits[:, :-1].float()
         targets = labels[:, 1:].to(logits.device)  # token t is predicted from the logits at t - 1
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none")
-        for i, row, counted in zip(order[start : start + batch_size], nll, (targets != IGNORE_INDEX)):
+        reply_tokens = labels != IGNORE_INDEX  # the positions that hold the reply and its end of turn
+        for j, (i, row, counted) in enumerate(zip(order[start : start + batch_size], nll, (targets != IGNORE_INDEX))):
             n = int(counted.sum())
             last = int(counted.nonzero().max()) if n else 0  # the end of turn closes every reply
-            out[i] = Likelihood(float(row.sum()), n, float(row[last]), float(row[counted][:-1].max()) if n > 1 else 0.0)
+            state = None
+            if state_layer is not None and reply_tokens[j].any():
+                state = result.hidden_states[state_layer][j][reply_tokens[j].to(logits.device)].float().mean(0).tolist()
+            out[i] = Likelihood(float(row.sum()), n, float(row[last]), float(row[counted][:-1].max()) if n > 1 else 0.0, state)
     return [out[i] for i in range(len(rows))]
 
 
