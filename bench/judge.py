@@ -46,11 +46,11 @@ def main() -> None:
     print(f"{n} replies of the labelled set, shipped judge ({judge.info.get('signals')}), batch {args.batch_size}")
     print("| part | seconds | replies/s | seconds per 1,000 |")
     print("|---|---|---|---|")
-    for name, seconds in (("signals without likelihood", rest), ("reference model: likelihood and states (2 passes)", likelihood),
+    for name, seconds in (("signals without the reference model", rest), ("reference model: likelihood and states (2 passes)", likelihood),
                           ("whole judge", whole)):
         print(f"| {name} | {seconds:.1f} | {n / seconds:.1f} | {1000 * seconds / n:.1f} |")
     print(f"reference model share of the whole: {likelihood / whole:.0%}; target 1,000 replies in under 60 s: "
-          f"{'met' if 1000 * whole / n < 60 else 'not met'} with likelihood, "
+          f"{'met' if 1000 * whole / n < 60 else 'not met'} with the reference model, "
           f"{'met' if 1000 * rest / n < 60 else 'not met'} without")
 
 

@@ -202,3 +202,23 @@ def test_item_signals_compute_only_what_the_cache_lacks(tmp_path, monkeypatch):
     assert both[2, 0] == 3.0
     module.item_signals(list(reversed(items)), None, cache)
     assert len(calls) == 2  # everything cached, in any order
+
+
+def test_train_judge_chooses_on_train_and_dev_and_reports_test_per_writer(tmp_path, monkeypatch):
+    from organic.evaluate import judge as module
+
+    x, labels = synthetic(360, 6)
+    splits = ["train"] * 200 + ["dev"] * 80 + ["test"] * 80
+    items = [labelled.Item(str(n), f"c{n // 2}", splits[n], HIKE, f"reply {n}", {"model": "base" if n % 3 else "kto"},
+                           label, "test-reader", None) for n, label in enumerate(labels)]
+    rows = {f"reply {n}": row for n, row in enumerate(x)}
+    monkeypatch.setattr(module, "signals", lambda contexts, replies, reference_model=None: np.array([rows[r] for r in replies]))
+    report = module.train_judge(tmp_path / "j", items=items, use_lm=False)
+    assert report["chosen"]["fitted_on"] == {"train": 200, "dev": 80, "test": 80}
+    assert {c["signals"] for c in report["candidates"]} == {"without the reference model"}  # no model: nothing else tried
+    assert report["test"]["all"]["learned judge"]["kappa_binary"] > 0.3  # chance is 0
+    by_model = report["test_by_model"]
+    assert set(by_model) == {"base", "kto"} and by_model["base"]["n"] + by_model["kto"]["n"] == 80
+    text = (tmp_path / "j" / "report.md").read_text()
+    assert "| kto |" in text and "without the reference model" in text
+    assert Judge.load(tmp_path / "j").info["test"]["all"]["n"] == 80

@@ -359,6 +359,10 @@ def train_judge(out: Path, *, items=None, use_lm: bool = True, part: str = "all"
             truth = [test[n].label for n in keep]
             report["test"][group] = {"learned judge": assess(truth, [verdicts[n].label for n in keep])}
             report["test"][group] |= {name: assess(truth, [r[n].label for n in keep]) for name, r in rules.items()}
+        report["test_by_model"] = {}
+        for model in dict.fromkeys(i.model for i in test):
+            keep = [n for n, i in enumerate(test) if i.model == model]
+            report["test_by_model"][model] = assess([test[n].label for n in keep], [verdicts[n].label for n in keep])
     judge.info["test"] = {g: v["learned judge"] for g, v in report["test"].items()}
     judge.save(out)
     (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -398,8 +402,21 @@ def render_report(report: dict) -> str:
             lines.append(f"| {group} | {name} | {a['n']} | {fmt(a['kappa_binary'])} | {fmt(a['recall_bad'])} | {fmt(a['precision_bad'])} | "
                          f"{a['judged_bad']['percent']:.1f} | {lb['percent']:.1f} [{lb['ci95'][0]:.1f}, {lb['ci95'][1]:.1f}] | "
                          + " | ".join("" if c is None else f"{c['recall_bad']:.2f} ({c['n']})" for c in cats) + " |")
-    lines += ["", "Per-category recall: of the replies read as that category, the share the judge called bad (n read).", "",
-              "## What carries weight (|standardised coefficient| of the good/bad model)", ""]
+    lines += ["", "Per-category recall: of the replies read as that category, the share the judge called bad (n read).", ""]
+    if report.get("test_by_model"):
+        lines += ["The learned judge on each writer's test replies (what a Table 9 row rests on):", "",
+                  "| writer | n | read bad % | judged bad % | kappa good/bad |", "|---|---|---|---|---|"]
+        lines += [f"| {model} | {a['n']} | {a['labelled_bad']['percent']:.1f} | {a['judged_bad']['percent']:.1f} | {fmt(a['kappa_binary'])} |"
+                  for model, a in report["test_by_model"].items()]
+        lines.append("")
+    best: dict[str, dict] = {}
+    for c in report["candidates"]:
+        if c["signals"] not in best or c["cv_kappa_binary"] > best[c["signals"]]["cv_kappa_binary"]:
+            best[c["signals"]] = c
+    lines += ["## What carries weight", "",
+              "Signal sets, each at its best regularisation (good/bad kappa, 5-fold cross-validation over train + dev): "
+              + "; ".join(f"{name} {c['cv_kappa_binary']:.2f}" for name, c in best.items()) + ".", "",
+              "Per signal, |standardised coefficient| of the chosen good/bad model:", ""]
     for group, weights in report["weights"].items():
         shown = list(weights.items())[:6]
         lines.append(f"- {group}: " + ", ".join(f"{k} {v:.2f}" for k, v in shown) + (f", ... ({len(weights)} in all)" if len(weights) > 6 else ""))
