@@ -4,6 +4,7 @@ to them, each with the model and settings that wrote it. Labels are *not* made h
 
     python scripts/make_label_items.py --phase base      # contexts, human next turns, base-model replies
     python scripts/make_label_items.py --phase trained   # trains CRINGE / SFT / KTO briefly, adds their replies
+    python scripts/make_label_items.py --phase human --human 150   # more real human next turns, to planned contexts
 
 Contexts come from the conversations that ``organic.evaluate.labelled.reserved`` keeps for labelling (the
 simulator never uses them): chit-chat (single and multi-turn) and ShareGPT (single turn, and one exchange
@@ -84,6 +85,13 @@ def plan(seed: int, chitchat: int, sharegpt: int) -> list[dict]:
     return contexts
 
 
+def human_item(context: dict) -> dict:
+    """The real human next turn of a planned context, as an item."""
+    return {"id": item_id(context["conversation"], "human", 0, 0), "conversation": context["conversation"],
+            "split": split_of(context["conversation"]), "context": context["context"], "reply": context["human_next"],
+            "source": {"model": "human"}}
+
+
 def write_items(items: list[dict]) -> None:
     existing = {json.loads(line)["id"]: line for line in ITEMS.read_text().splitlines()} if ITEMS.is_file() else {}
     for item in items:
@@ -149,7 +157,8 @@ def train_models(base: Path, out: Path, seed: int, methods: tuple[str, ...]) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phase", choices=("base", "trained"), required=True)
+    parser.add_argument("--phase", choices=("base", "trained", "human"), required=True)
+    parser.add_argument("--human", type=int, default=150, help="human phase: how many more human next turns to add")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chitchat", type=int, default=300)
     parser.add_argument("--sharegpt", type=int, default=80)
@@ -161,10 +170,12 @@ def main() -> None:
     base = prepare_model(settings.model, settings.home)
     contexts = plan(args.seed, args.chitchat, args.sharegpt)
     print(f"{len(contexts)} contexts from {len({c['conversation'] for c in contexts})} conversations", file=sys.stderr)
+    if args.phase == "human":  # the planned contexts' human next turns that are not items yet
+        known = {json.loads(line)["id"] for line in ITEMS.read_text().splitlines()}
+        write_items([item for item in map(human_item, (c for c in contexts if c["human_next"])) if item["id"] not in known][: args.human])
+        return
     if args.phase == "base":
-        items = [{"id": item_id(c["conversation"], "human", 0, 0), "conversation": c["conversation"], "split": split_of(c["conversation"]),
-                  "context": c["context"], "reply": c["human_next"], "source": {"model": "human"}}
-                 for c in contexts if c["with_human"]]
+        items = [human_item(c) for c in contexts if c["with_human"]]
         jobs = [(c, CONDITIONS[i][1], CONDITIONS[i][2]) for c in contexts for i in c["conditions"] if CONDITIONS[i][0] == "base"]
         items += replies_for(base, "base", jobs)
         write_items(items)
