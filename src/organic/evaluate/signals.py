@@ -16,8 +16,8 @@ Groups (the judge reports the weight of each):
   (chosen by grouped cross-validation on train + dev: good/bad kappa 0.33 -> 0.43 without likelihood);
 - ``state``: the base model's hidden state after layer ``STATE_LAYER``, averaged over the reply's tokens, read in
   the same pass as the likelihood given the context (576 numbers for SmolLM2-135M): how the model itself takes
-  the reply in this context. On the labelled set (1,812 items) they lifted the cross-validated good/bad kappa
-  from 0.30 to 0.39; of the layers tried (6, 12, 18, 24, 30) the middle one did best. A reference model whose
+  the reply in this context. On the labelled set (1,962 items) they lift the cross-validated good/bad kappa
+  from 0.41 to 0.46; of the layers tried (6, 12, 18, 24, 30) the middle one did best. A reference model whose
   hidden size is not ``STATE_SIZE`` leaves these signals empty.
 
 Pure text measures live here; nothing is stored, nothing decides a label.
