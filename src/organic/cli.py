@@ -500,7 +500,7 @@ def eval_command(
 
 @app.command("loop")
 def loop_command(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the models, the analysis and the loop's report.")] = Path("runs/loop"),
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the models, the analysis and the loop's report (default runs/loop; with --watch, ORGANIC_HOME/watch).")] = None,
     users: int = 200,
     troll_share: float = 0.3,
     turns: int = 4,
@@ -518,28 +518,68 @@ def loop_command(
     seeds: Annotated[int, typer.Option(help="CRINGE chains trained with seeds seed, seed+1, ...; the last iteration of each is evaluated.")] = 1,
     engine: Annotated[str, typer.Option(help="Generation engine for the simulated server, CRINGE candidates and the eval: transformers, ct2-int8 or ct2-float32.")] = "transformers",
     from_store: Annotated[bool, typer.Option("--from-store", help="Simulate nobody: learn from the conversations already in --database-url (a deployment's store or an imported BB3x release).")] = False,
-    model: Annotated[str | None, typer.Option(help="Base model: the bundled smollm2-135m-instruct or a local folder.")] = None,
-    database_url: Annotated[str | None, typer.Option("--database-url", help="Store for the run (default: a new SQLite file in --out).")] = None,
+    model: Annotated[str | None, typer.Option(help="Base model: the bundled smollm2-135m-instruct or a local folder (with --watch: the model `organic serve` serves while no serving plan is set).")] = None,
+    database_url: Annotated[str | None, typer.Option("--database-url", help="Store for the run (default: a new SQLite file in --out; with --watch, ORGANIC_DATABASE_URL or the SQLite file under ORGANIC_HOME).")] = None,
+    judge: Annotated[Path | None, typer.Option("--judge", help="The evaluation's judge, a folder from `organic judge train` (default: the shipped evaluator half).")] = None,
+    min_reward_auc: Annotated[float | None, typer.Option(help="Held-out ROC AUC the reward model needs to label anything (iterative CRINGE; with --watch, every round) [default: 0.65].")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Run as a service next to `organic serve` on its store: a round (analyze -> trolls -> reward -> CRINGE -> eval -> offline gate -> A/B -> promote or roll back) each --every new ratings and feedback answers; resumes after a restart.")] = False,
+    every: Annotated[int, typer.Option(help="--watch: new ratings and feedback answers since the last round that start a round.")] = 200,
+    ab_share: Annotated[float, typer.Option(help="--watch: the candidate's share of new conversations in its A/B.")] = 0.1,
+    min_thumbs: Annotated[int, typer.Option(help="--watch: thumbs each version needs in the A/B before it is decided.")] = 100,
+    poll: Annotated[float, typer.Option(help="--watch: seconds between looks at the store.")] = 30.0,
+    once: Annotated[bool, typer.Option("--once", help="--watch: exit when one round ends (promoted, rolled back, rejected by the gate: 0; stopped on a failed step: 1).")] = False,
 ) -> None:
-    """The whole loop: simulate (or --from-store) -> analyze -> trolls -> reward model -> CRINGE x N, SFT, KTO, DPO -> eval, one report."""
+    """The whole loop: simulate (or --from-store) -> analyze -> trolls -> reward model -> CRINGE x N, SFT, KTO, DPO -> eval, one report.
+    With --watch, the loop as a service on a deployment's store, gated, one round at a time."""
     from organic.loop import LoopConfig, run_loop
 
     settings = get_settings().model_copy(update={"backend": "transformers", **({"model": model} if model else {})})
-    out.mkdir(parents=True, exist_ok=True)
-    if from_store and not database_url:
-        raise fail("--from-store learns from an existing store: give its --database-url")
-    engine_ = _engine(database_url or f"sqlite:///{(out / 'loop.db').resolve()}")
     config = LoopConfig(users=users, troll_share=troll_share, turns=turns, rating_rate=rating_rate, iterations=iterations,
                         baselines=tuple(baseline if baseline is not None else LoopConfig.baselines), max_steps=max_steps,
                         batch_size=batch_size, learning_rate=learning_rate, max_new_tokens=max_new_tokens,
                         eval_contexts=eval_contexts, eval_per_conversation=eval_per_conversation,
-                        held_out_share=held_out_share, seed=seed, seeds=seeds, engine=engine, from_store=from_store)
+                        held_out_share=held_out_share, seed=seed, seeds=seeds, engine=engine, from_store=from_store or watch,
+                        **{k: v for k, v in {"min_reward_auc": min_reward_auc, "evaluator_judge": judge}.items() if v is not None})
+    if watch:
+        return _watch(settings, database_url, out or settings.home / "watch", config, every=every, ab_share=ab_share,
+                      min_thumbs=min_thumbs, poll_s=poll, once=once)
+    out = out or Path("runs/loop")
+    out.mkdir(parents=True, exist_ok=True)
+    if from_store and not database_url:
+        raise fail("--from-store learns from an existing store: give its --database-url")
+    engine_ = _engine(database_url or f"sqlite:///{(out / 'loop.db').resolve()}")
     try:
         run_loop(settings, engine_, out, config, console)
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
     console.print(f"loop report: {out / 'README.md'}")
     print((out / "README.md").read_text())
+
+
+def _watch(settings, database_url: str | None, out: Path, config, *, once: bool, **options) -> None:
+    """``organic loop --watch``: open the store, then poll it (``organic.watch.Watcher``) until stopped or, with
+    ``once``, until a round ends."""
+    from rich.markup import escape
+
+    from organic.watch import Watcher, WatchConfig, check_config, open_store
+
+    try:
+        watch_config = WatchConfig(config, **options)
+        check_config(watch_config)  # before the store is opened: a wrong option is the first thing said
+        engine_ = open_store(database_url or settings.url)
+        watcher = Watcher(settings, engine_, out, watch_config, console)
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    console.print(f"watching {engine_.url.render_as_string(hide_password=True)}: a round every {watch_config.every} new "
+                  f"ratings and feedback answers, files under {out} (Ctrl-C stops; a restart resumes the round in progress)")
+    try:
+        row = watcher.run(once=once)
+    except KeyboardInterrupt:
+        console.print("watcher stopped; started again, it resumes the round in progress")
+        return
+    console.print(f"round {row.id} {row.status.replace('_', ' ')}: {escape(row.reason or '')}")
+    if row.status == "stopped":
+        raise typer.Exit(1)
 
 
 @app.command("versions")
@@ -555,23 +595,29 @@ def versions_command(database_url: DatabaseOption = None) -> None:
     Console().print(table)
 
 
+def _follows() -> str:
+    """When a running server applies a plan stored now."""
+    seconds = get_settings().plan_refresh_s
+    return f"(a running `organic serve` follows within {seconds:g} s)" if seconds else "(restart `organic serve` to apply)"
+
+
 @app.command("promote")
 def promote(version: Annotated[str, typer.Argument(help="The model version to serve all new conversations.")],
             database_url: DatabaseOption = None) -> None:
-    """Serve VERSION to every new conversation (restart `organic serve` to apply); `organic rollback` undoes it."""
+    """Serve VERSION to every new conversation (a running `organic serve` follows within ORGANIC_PLAN_REFRESH_S seconds); `organic rollback` undoes it."""
     from organic.store.versions import set_serving
 
     try:
         set_serving(_engine(database_url), {version: 1.0}, note="promote")
     except ValueError as error:
         raise fail(str(error)) from None
-    console.print(f"{version} now serves 100% of new conversations (restart `organic serve` to apply)")
+    console.print(f"{version} now serves 100% of new conversations {_follows()}")
 
 
 @app.command("ab")
 def ab(shares: Annotated[list[str], typer.Argument(help="VERSION=SHARE pairs, e.g. base=0.5 cringe-it3=0.5.")],
        database_url: DatabaseOption = None) -> None:
-    """Live A/B: split new conversations between model versions by share (restart `organic serve` to apply)."""
+    """Live A/B: split new conversations between model versions by share (a running `organic serve` follows within ORGANIC_PLAN_REFRESH_S seconds)."""
     from organic.store.versions import set_serving
 
     plan = {}
@@ -587,7 +633,7 @@ def ab(shares: Annotated[list[str], typer.Argument(help="VERSION=SHARE pairs, e.
         plan = set_serving(_engine(database_url), plan, note="ab")
     except ValueError as error:
         raise fail(str(error)) from None
-    console.print("serving " + ", ".join(f"{k} {v:.0%}" for k, v in plan.items()) + " (restart `organic serve` to apply)")
+    console.print("serving " + ", ".join(f"{k} {v:.0%}" for k, v in plan.items()) + f" {_follows()}")
 
 
 @app.command("ab-report")

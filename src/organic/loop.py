@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -62,25 +63,19 @@ class LoopConfig:
 
 
 def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, console: Console | None = None) -> dict[str, Any]:
-    from organic.analyze.report import build_report
     from organic.analyze.stats import detection
-    from organic.analyze.trolls import score_store as score_trolls, troll_ids
     from organic.evaluate.judge import EVALUATOR, RATER, Judge, instruments_agreement
-    from organic.evaluate.labelled import human_reference
-    from organic.evaluate.run import evaluate_models, held_out_contexts, write_eval_report
+    from organic.evaluate.run import write_eval_report
     from organic.generate import prepare_model
-    from organic.generate.base import GenerationSettings
     from organic.generate.batch import ENGINES
     from organic.generate.prepare import local_backend
-    from organic.learn.data import build_training_set, held_out
-    from organic.learn.iterate import check_reward_auc, iterate_cringe
-    from organic.learn.reward import RewardConfig, RewardModel, evaluate as evaluate_reward, score_store as score_rewards
-    from organic.learn.train import TrainConfig, train
+    from organic.learn.iterate import check_reward_auc
+    from organic.learn.reward import score_store as score_rewards
+    from organic.learn.train import train
     from organic.serve.app import create_app
     from organic.simulate.people import population
     from organic.serve.local import LocalServer
     from organic.simulate.run import judge_rater, simulate
-    from organic.store.read import iter_conversations
     from organic.store.versions import register_version
 
     console = console or Console(stderr=True)
@@ -117,11 +112,7 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
         step("simulate")
 
     # 2. analyze, and find the trolls ----------------------------------------------------------------------
-    analysis = build_report(None, out / "analysis", engine)
-    if not analysis["bot_messages"]:
-        raise ValueError("the store holds no bot replies to learn from: chat first, or import a BB3x release")
-    scores = score_trolls(engine)
-    flagged = troll_ids(scores)
+    analysis, scores, flagged = analyze_store(engine, out)
     found = None
     if simulation is not None:  # a simulation knows who the trolls were
         truth = [simulation.people.get(s.user, "helper") != "helper" for s in scores]
@@ -129,20 +120,14 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     step("analyze")
 
     # 3. the reward model, on the thumbs of users not flagged ----------------------------------------------
-    train_convos = lambda: (c for c in iter_conversations(engine) if not held_out(c.external_id, config.held_out_share, config.seed))  # noqa: E731
-    test_convos = lambda: (c for c in iter_conversations(engine) if held_out(c.external_id, config.held_out_share, config.seed))  # noqa: E731
-    human_labels = build_training_set(train_convos(), sources=("thumb", "crowd"), exclude_users=flagged)
-    reward = RewardModel(RewardConfig(seed=config.seed)).fit(human_labels)
-    reward.save(out / "reward_model")
-    reward_metrics = evaluate_reward(reward, build_training_set(test_convos(), sources=("thumb", "crowd")))
+    reward, reward_metrics = fit_reward(*reward_labels(engine, config, flagged), out / "reward_model", config.seed)
     score_rewards(engine, reward)  # unrated replies get the reward model's verdict, as in BB3x
     step("reward model")
 
     # 4. the same data for every method; one CRINGE run without troll filtering ----------------------------
-    filtered = build_training_set(train_convos(), exclude_users=flagged, feedback_as_positive=True, balance=True, seed=config.seed)
-    unfiltered = build_training_set(train_convos(), feedback_as_positive=True, balance=True, seed=config.seed)
-    train_config = TrainConfig(max_steps=config.max_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                               max_length=config.max_length, seed=config.seed)
+    filtered = training_examples(engine, config, flagged)
+    unfiltered = training_examples(engine, config)
+    train_config = train_settings(config)
     models: dict[str, Path] = {"base": base}
     training: dict[str, dict] = {}
 
@@ -169,10 +154,8 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
             register(f"cringe-it{i}{tag}", folder, f"loop-cringe-it{i - 1}{tag}" if i > 1 else None, "cringe", metrics,
                      evaluated=not tag or i == iterations)
 
-        iterate_cringe(filtered, base, out / "models" / f"cringe{tag}", reward, iterations, replace(train_config, seed=seed),
-                       contexts_per_iteration=config.contexts_per_iteration, candidates=config.candidates,
-                       generation=GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=0.7, top_p=0.9),
-                       reward_auc=auc, min_reward_auc=config.min_reward_auc, engine=config.engine, on_iteration=on_iteration)
+        cringe_chain(filtered, base, out / "models" / f"cringe{tag}", reward, iterations, config, seed=seed, reward_auc=auc,
+                     on_iteration=on_iteration)
     step("cringe")
     register("cringe-unfiltered", out / "models" / "cringe-unfiltered", None, "cringe",
              train("cringe", unfiltered, base, out / "models" / "cringe-unfiltered", train_config))
@@ -183,11 +166,8 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     # 5. evaluate every model on held-out conversations ----------------------------------------------------
     # the evaluator judge was fitted on the half of the labelled set the raters' judge never saw; perplexity is
     # measured on real human replies no model trained on
-    held = held_out_contexts(engine, config.held_out_share, config.eval_contexts, seed=config.seed,
-                             per_conversation=config.eval_per_conversation)
-    contexts = held.contexts
-    results = evaluate_models(models, contexts, human_reference(200), reward, judge=evaluator,
-                              max_new_tokens=config.max_new_tokens, engine=config.engine)
+    held = held_out_set(engine, config)
+    results = evaluate(models, held.contexts, config, reward, evaluator)
     results["raters_vs_evaluator"] = instruments_agreement(rater, results)
     write_eval_report(results, out / "eval")
     step("evaluate")
@@ -213,6 +193,99 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     (out / "loop.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "README.md").write_text(render(summary))
     return summary
+
+
+# the stages, one function each: ``run_loop`` calls them in order, ``organic.watch`` one step at a time ------
+def analyze_store(engine: Engine, out: Path) -> tuple[dict[str, Any], list, set[str]]:
+    """The analysis report of the store (``out/analysis``) and troll detection: the report's figures, every rating
+    user's trust score (``analyze.trolls.UserScore``) and the ids of the users flagged."""
+    from organic.analyze.report import build_report
+    from organic.analyze.trolls import score_store, troll_ids
+
+    analysis = build_report(None, out / "analysis", engine)
+    if not analysis["bot_messages"]:
+        raise ValueError("the store holds no bot replies to learn from: chat first, or import a BB3x release")
+    scores = score_store(engine)
+    return analysis, scores, troll_ids(scores)
+
+
+def conversations(engine: Engine, config: LoopConfig, *, held: bool) -> Iterator:
+    """The store's conversations on one side of the held-out split (``learn.data.held_out`` with ``config``'s share
+    and seed): training ones, or with ``held`` the held-out ones."""
+    from organic.learn.data import held_out
+    from organic.store.read import iter_conversations
+
+    return (c for c in iter_conversations(engine) if held_out(c.external_id, config.held_out_share, config.seed) == held)
+
+
+def reward_labels(engine: Engine, config: LoopConfig, flagged: set[str]) -> tuple[list, list]:
+    """The thumbs and crowd labels the reward model learns from (training conversations, users ``flagged`` left
+    out) and the ones it is measured on (held-out conversations, everyone's)."""
+    from organic.learn.data import build_training_set
+
+    return (build_training_set(conversations(engine, config, held=False), sources=("thumb", "crowd"), exclude_users=flagged),
+            build_training_set(conversations(engine, config, held=True), sources=("thumb", "crowd")))
+
+
+def fit_reward(train_labels: list, test_labels: list, folder: Path, seed: int) -> tuple[Any, dict]:
+    """The reward model fitted on ``train_labels`` and its metrics on ``test_labels``, both saved in ``folder`` (the
+    held-out metrics last: ``learn.reward.held_out_auc`` reads them, and they mark the folder complete)."""
+    from organic.learn.reward import RewardConfig, RewardModel, evaluate as evaluate_reward, save_metrics
+
+    reward = RewardModel(RewardConfig(seed=seed)).fit(train_labels)
+    reward.save(folder)
+    metrics = evaluate_reward(reward, test_labels)
+    save_metrics(folder, metrics)
+    return reward, metrics
+
+
+def training_examples(engine: Engine, config: LoopConfig, flagged: set[str] = frozenset()) -> list:
+    """The one training set every method learns from: the training conversations' labelled replies and feedback
+    answers (as positives), users ``flagged`` left out, balanced."""
+    from organic.learn.data import build_training_set
+
+    return build_training_set(conversations(engine, config, held=False), exclude_users=flagged, feedback_as_positive=True,
+                              balance=True, seed=config.seed)
+
+
+def train_settings(config: LoopConfig):
+    """``learn.train.TrainConfig`` of every training run of the loop."""
+    from organic.learn.train import TrainConfig
+
+    return TrainConfig(max_steps=config.max_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                       max_length=config.max_length, seed=config.seed)
+
+
+def cringe_chain(examples: list, base: Path, out_root: Path, reward, iterations: int, config: LoopConfig, *, seed: int,
+                 reward_auc: float, on_iteration=None) -> list[Path]:
+    """``iterations`` of CRINGE from the model folder ``base`` (``learn.iterate.iterate_cringe``) with the loop's
+    settings, trained with ``seed``; the folders ``out_root/iteration-<i>``."""
+    from organic.generate.base import GenerationSettings
+    from organic.learn.iterate import iterate_cringe
+
+    return iterate_cringe(examples, base, out_root, reward, iterations, replace(train_settings(config), seed=seed),
+                          contexts_per_iteration=config.contexts_per_iteration, candidates=config.candidates,
+                          generation=GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=0.7, top_p=0.9),
+                          reward_auc=reward_auc, min_reward_auc=config.min_reward_auc, engine=config.engine,
+                          on_iteration=on_iteration)
+
+
+def held_out_set(engine: Engine, config: LoopConfig):
+    """The held-out contexts every model answers (``evaluate.run.held_out_contexts``, spread over conversations)."""
+    from organic.evaluate.run import held_out_contexts
+
+    return held_out_contexts(engine, config.held_out_share, config.eval_contexts, seed=config.seed,
+                             per_conversation=config.eval_per_conversation)
+
+
+def evaluate(models: dict[str, Path], contexts: list, config: LoopConfig, reward, judge) -> dict[str, Any]:
+    """``evaluate.run.evaluate_models`` on ``contexts`` with the loop's settings: perplexity on 200 real human replies
+    that no model trains on, the first model the baseline of the paired tests."""
+    from organic.evaluate.labelled import human_reference
+    from organic.evaluate.run import evaluate_models
+
+    return evaluate_models(models, contexts, human_reference(200), reward, judge=judge, max_new_tokens=config.max_new_tokens,
+                           engine=config.engine)
 
 
 def _sizes(examples) -> dict[str, int]:

@@ -77,3 +77,26 @@ def test_cli_promote_rollback_and_serving_plan(database_url, tmp_path):
     bad = runner.invoke(app, ["ab", "v1", "--database-url", database_url])
     assert bad.exit_code == 2 and "VERSION=SHARE" in bad.output
     assert runner.invoke(app, ["promote", "v9", "--database-url", database_url]).exit_code == 2
+
+
+def test_a_running_server_follows_a_plan_changed_in_the_store(settings, store_engine, tmp_path):
+    """`organic promote` / `ab` / `rollback` or `organic loop --watch` change the plan in the store; a running server
+    draws new conversations by it within ORGANIC_PLAN_REFRESH_S seconds."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from organic.serve.app import create_app
+
+    following = settings.model_copy(update={"plan_refresh_s": 0.05, "backend": "echo"})
+    admin = {"Authorization": "Bearer admin-secret"}
+    with TestClient(create_app(following, [EchoBackend("base")], engine=store_engine)) as client:
+        register_version(store_engine, "next", path=str(tmp_path / "next"))
+        set_serving(store_engine, {"base": 0.5, "next": 0.5}, note="ab")
+        deadline = time.monotonic() + 60
+        while client.get("/api/admin/stats", headers=admin).json()["serving"] != {"base": 0.5, "next": 0.5}:
+            assert time.monotonic() < deadline, "the server never followed the plan in the store"
+            time.sleep(0.05)
+        session(client)
+        drawn = {client.post("/api/conversations").json()["model_version"] for _ in range(40)}
+        assert drawn == {"base", "next"}

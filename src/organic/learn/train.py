@@ -87,6 +87,7 @@ def train(method: str, examples: list[Example], base: Path, out: Path, config: T
     tokenizer.save_pretrained(out)
     metrics = {"method": method, "examples": len(data), "train_loss": result.training_loss,
                "steps": result.global_step, "runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
+               "losses": [float(e["loss"]) for e in trainer.state.log_history if "loss" in e],  # per logged step
                "positives": sum(e.label == 1 for e in examples), "negatives": sum(e.label == 0 for e in examples),
                "config": asdict(config)}
     (out / "organic_training.json").write_text(json.dumps({**metrics, "base": str(base)}, indent=2))

@@ -3,11 +3,13 @@
 ``Turns`` runs a chat turn. Nothing below ``organic.serve`` imports this package."""
 
 
+import asyncio
 import itertools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Literal
@@ -100,7 +102,12 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
     async def lifespan(_: FastAPI):
         with engine.begin() as conn:
             ensure_model_versions(conn, router.backends)
+        following = asyncio.create_task(follow_plan(engine, router, settings)) if settings.plan_refresh_s else None
         yield
+        if following:
+            following.cancel()
+            with suppress(asyncio.CancelledError):
+                await following
         unsaved.dispose()
 
     app = FastAPI(title="organic", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,  # both load a CDN
@@ -306,6 +313,37 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
     app.include_router(console_router(engine, settings, router, secret_key=key,
                                       load_backend=lambda name, path: version_backend(settings, name, path)))
     return app
+
+
+async def follow_plan(engine: Engine, router: Router, settings: Settings) -> None:
+    """Every ``settings.plan_refresh_s`` seconds, draw new conversations by the serving plan in the store when it
+    changed (``organic ab`` / ``promote`` / ``rollback``, another server's console, ``organic loop --watch``),
+    loading the versions this server does not serve yet. A plan it cannot serve is logged once and not applied."""
+    from organic.store.versions import serving, versions
+
+    refused: dict[str, float] = {}
+
+    def follow() -> None:
+        nonlocal refused
+        plan = {name: share for name, share in serving(engine).items() if share > 0}
+        current = {name: share for name, share in router.shares.items() if share > 0}
+        if not plan or plan == current or plan == refused:
+            return
+        paths = {v.name: v.path for v in versions(engine)}
+        try:
+            loaded = [version_backend(settings, name, paths.get(name)) for name in plan if name not in router.backends]
+        except (ValueError, FileNotFoundError, OSError) as error:
+            refused = plan
+            logging.getLogger("organic.serve").warning("not following the serving plan %s: %s", plan, error)
+            return
+        router.follow(plan, loaded)
+
+    while True:
+        await asyncio.sleep(settings.plan_refresh_s)
+        try:
+            await to_thread.run_sync(follow)
+        except Exception:  # a store that is briefly unreachable: try again next time
+            logging.getLogger("organic.serve").exception("reading the serving plan failed")
 
 
 def serving_backends(settings: Settings, engine: Engine) -> tuple[list[Backend], dict[str, float] | None]:

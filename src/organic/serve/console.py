@@ -13,7 +13,7 @@ serving plan through ``organic.store.versions``, as ``organic ab``, ``promote`` 
 server draw new conversations by the new plan (``Router.follow``), and record who did what in the audit log
 (``organic.store.audit``). A plan is checked whole before anything is stored: a version the store does not know is
 a 404, shares that do not add up to 1 or a version this server cannot load are a 422, and the plan in force stays.
-Another worker process of the same store follows a change when it restarts.
+Another server process on the same store follows a change within ``ORGANIC_PLAN_REFRESH_S`` seconds (``serve.app.follow_plan``).
 """
 
 import hashlib

@@ -16,9 +16,10 @@ from organic.store.models import (
     ModelVersion,
     ServingChange,
     User,
+    WatchRound,
 )
 
 __all__ = [
-    "Annotation", "AuditEntry", "Base", "Conversation", "DeletedUser", "Feedback", "Message", "ModelVersion", "ServingChange", "User",
+    "Annotation", "AuditEntry", "Base", "Conversation", "DeletedUser", "Feedback", "Message", "ModelVersion", "ServingChange", "User", "WatchRound",
     "connect", "session_scope", "upgrade",
 ]

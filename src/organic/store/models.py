@@ -213,12 +213,32 @@ Index("ix_comparison_votes_rater", ComparisonVote.rater)
 
 class AuditEntry(Base):
     """One action an operator took on the deployment (a change of the serving plan, a link issued): who, when,
-    what, and its details. Written by the console at ``/admin``; never edited, never deleted with a user."""
+    what, and its details. Written by the console at ``/admin`` and by ``organic loop --watch`` (who: "watcher");
+    never edited, never deleted with a user."""
 
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     who: Mapped[str] = mapped_column(String(128))  # "admin" (the bearer token) or the name given at the console's login
-    action: Mapped[str] = mapped_column(String(32))  # ab, promote, rollback, issue_link
+    action: Mapped[str] = mapped_column(String(32))  # ab, promote, rollback, issue_link, watch_<step>
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # the plan before and after, the person linked
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class WatchRound(Base):
+    """One round of ``organic loop --watch``: the last of its steps that finished, the candidate it trained and
+    what each step found, so that a restarted watcher resumes the round where it was and repeats no finished step."""
+
+    __tablename__ = "watch_rounds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running, promoted, rolled_back, rejected, stopped
+    step: Mapped[str | None] = mapped_column(String(16))  # the last step finished (organic.watch.STEPS); None: none yet
+    mark: Mapped[int] = mapped_column(Integer)  # ratings + feedback answers in the store when the round began
+    folder: Mapped[str] = mapped_column(String(1024))  # the round's files: analysis, reward model, candidate, eval
+    incumbent: Mapped[str | None] = mapped_column(String(128))  # the serving model version the candidate must beat
+    candidate: Mapped[str | None] = mapped_column(String(128))  # the trained candidate's model version, once registered
+    reason: Mapped[str | None] = mapped_column(Text)  # why the round ended as it did
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # each step's findings; "starts": runs per step
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
