@@ -3,27 +3,11 @@
 // Text from the store goes in with textContent only, never as HTML.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
+// $, api and say come from role-page.js
 const SVG = "http://www.w3.org/2000/svg";
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 const DAYS = 30;
 
-async function api(method, path, body) {
-  const response = await fetch(path, {
-    method, credentials: "same-origin",
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let data = null;
-  try { data = await response.json(); } catch (_) {}
-  if (!response.ok) {
-    const detail = data && data.detail !== undefined ? (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail)) : response.statusText;
-    const error = new Error(detail); error.status = response.status; throw error;
-  }
-  return data;
-}
-
-function say(text) { $("status").textContent = text; }
 
 // building the page ------------------------------------------------------------------------------------------
 function el(tag, props, ...children) {
@@ -215,7 +199,9 @@ async function loadAB() {
 async function loadAudit() {
   const entries = await api("GET", "/api/admin/console/audit?limit=50");
   const plan = (p) => Object.entries(p || {}).map(([name, s]) => `${name} ${share(s)}`).join(", ");
-  const details = (e) => (e.details && "after" in e.details ? `${plan(e.details.before) || "(none)"} → ${plan(e.details.after)}` : JSON.stringify(e.details));
+  const said = (d) => (d && d.message ? (d.round ? `round ${d.round}: ` : "") + d.message : "");  // the watcher's rows say what happened
+  const details = (e) => (e.details && "after" in e.details ? `${plan(e.details.before) || "(none)"} → ${plan(e.details.after)}` + (said(e.details) ? ` (${said(e.details)})` : "")
+                                                            : said(e.details) || JSON.stringify(e.details));
   $("audit").replaceChildren(entries.length
     ? table(["when", "who", "action", "details"], entries.map((e) => [e.at.slice(0, 19).replace("T", " "), e.who, e.action, details(e)]))
     : note("Nothing recorded yet."));

@@ -1,12 +1,13 @@
-// What the annotation and compare pages share: a bearer token an admin's link carries (#token=..., kept in
-// sessionStorage and taken out of the address bar), an API call with it, and a status line.
+// What the annotation, compare and console pages share: an API call (with the bearer token an admin's link
+// carries, #token=..., kept in sessionStorage and taken out of the address bar; without one, the console's
+// session cookie goes along), its error as the server worded it, and a status line.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let token = null;
 
 async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + token };
+  const headers = token ? { Authorization: "Bearer " + token } : {};
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   let data = null;
