@@ -39,6 +39,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from sqlalchemy import Engine
 from organic.loop import LoopConfig
 from organic.settings import Settings
 from organic.store import rounds
-from organic.store.models import WatchRound
+from organic.store.models import WatchRound, utcnow
 
 WHO = "watcher"  # the audit log's "who" for everything the watcher does
 STEPS = ("analyze", "reward", "train", "eval", "gate", "ab", "decide")
@@ -312,7 +313,8 @@ def ab(r: Round) -> Done:
     incumbent, candidate, share = r.row.incumbent, r.row.candidate, r.config.ab_share
     if "ab" not in r.details:
         before = serving(r.engine) or {incumbent: 1.0}
-        r.save(details={"ab": {"before": before, "after": {incumbent: 1 - share, candidate: share}}})
+        r.save(details={"ab": {"before": before, "after": {incumbent: 1 - share, candidate: share},
+                               "started": utcnow().isoformat()}})  # the A/B is judged on conversations from here on
     before, after = r.details["ab"]["before"], r.details["ab"]["after"]
     now = serving(r.engine)
     if not same_plan(now, after):
@@ -337,7 +339,8 @@ def decide(r: Round) -> Done | None:
     if "decision" not in r.details:
         if not same_plan(now, after):
             raise Stop(f"someone changed the serving plan during the A/B (now {_plan(now)}); the watcher leaves it as it is")
-        verdict = ab_verdict(live_ab(r.engine), safety_replaced(r.engine), r.row.incumbent, candidate, r.config)
+        since = datetime.fromisoformat(r.details["ab"]["started"]) if "started" in r.details["ab"] else None
+        verdict = ab_verdict(live_ab(r.engine, since=since), safety_replaced(r.engine, since), r.row.incumbent, candidate, r.config)
         if verdict["action"] is None:
             if r.details.get("waiting") != verdict:
                 r.save(details={"waiting": verdict})
@@ -455,9 +458,10 @@ def ab_verdict(figures: dict[str, Any], replaced: dict[str, int], incumbent: str
     return {"action": None, "why": f"no significant difference yet: {down}; {safety}. Waiting for more thumbs.", **figures_}
 
 
-def safety_replaced(engine: Engine) -> dict[str, int]:
+def safety_replaced(engine: Engine, since: datetime | None = None) -> dict[str, int]:
     """Per model version, the bot replies the safety layer replaced because the model's own reply was unsafe (canned
-    replies for an unsafe *user* message are left out: they say nothing of the model)."""
+    replies for an unsafe *user* message are left out: they say nothing of the model), in conversations begun at
+    ``since`` or later when given."""
     from sqlalchemy import func, select
 
     from organic.store.models import Conversation, Message, ModelVersion
@@ -468,6 +472,8 @@ def safety_replaced(engine: Engine) -> dict[str, int]:
              .join(Message, Message.conversation_id == Conversation.id)
              .where(Message.sender == "bot", Message.previous_interaction_failure == InteractionFailure.UNSAFE_BOT.value)
              .group_by(ModelVersion.name))
+    if since:
+        query = query.where(Conversation.created_at >= since)
     with engine.connect() as conn:
         return {name: n for name, n in conn.execute(query)}
 

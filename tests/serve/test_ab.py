@@ -44,6 +44,15 @@ def test_conversations_keep_their_version_and_thumbs_are_counted_per_version(mak
         assert (v["thumbs_up"], v["thumbs_down"]) == ((v["conversations"], 0) if name == "cringe-it3" else (0, v["conversations"]))
         low, high = v["up_ci95"]
         assert low <= v["up_rate"] <= high
+    from organic.store.models import utcnow
+
+    after = utcnow()  # an A/B that starts now counts none of these conversations, then only the new one
+    assert live_ab(store_engine, since=after)["versions"] == {}
+    session(client)
+    convo = client.post("/api/conversations").json()
+    client.post(f"/api/conversations/{convo['id']}/messages?stream=false", json={"text": "hello"})
+    since = live_ab(store_engine, since=after)["versions"]
+    assert list(since) == [convo["model_version"]] and since[convo["model_version"]]["conversations"] == 1
 
 
 @both_databases

@@ -4,6 +4,7 @@ test of the difference between each pair of versions."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from itertools import combinations
 from typing import Any
 
@@ -14,8 +15,9 @@ from organic.analyze.stats import wilson
 from organic.store.models import Conversation, Feedback, Message, ModelVersion
 
 
-def live_ab(engine: Engine, source: str | None = None) -> dict[str, Any]:
-    """Per model version: conversations, bot messages, thumbs up / down and their rates per bot message."""
+def live_ab(engine: Engine, source: str | None = None, since: datetime | None = None) -> dict[str, Any]:
+    """Per model version: conversations, bot messages, thumbs up / down and their rates per bot message; with
+    ``since``, only conversations begun then or later (the traffic of one A/B, not what a version earned before)."""
     rated = select(Feedback.message_id, Feedback.thumb).subquery()
     query = (
         select(ModelVersion.name, func.count(func.distinct(Conversation.id)), func.count(Message.id),
@@ -27,6 +29,8 @@ def live_ab(engine: Engine, source: str | None = None) -> dict[str, Any]:
     )
     if source:
         query = query.where(Conversation.source == source)
+    if since:
+        query = query.where(Conversation.created_at >= since)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     versions = {}
