@@ -281,6 +281,27 @@ def test_a_candidate_that_fails_the_offline_gate_is_rejected_without_an_ab(store
     assert [c["check"] for c in row.details["gate"]["checks"] if not c["ok"]] == ["perplexity on human replies"]
 
 
+def test_no_ab_starts_over_a_plan_an_operator_changed_while_the_round_trained(store, deployment, tmp_path, monkeypatch):
+    from organic import watch
+    from organic.loop import LoopConfig
+    from organic.store.versions import register_version
+
+    engine = connect(store)
+
+    def operator_promotes(r):  # while the round trains, someone promotes another version from the console
+        register_version(engine, "operators-pick", path=str(deployment.base), method="base")
+        set_serving(engine, {"operators-pick": 1.0}, note="promote")
+        return watch.Done("gate passed (test)")
+
+    monkeypatch.setitem(watch.STEP, "gate", operator_promotes)
+    settings = Settings(home=tmp_path / "home", database_url=store, model=str(deployment.base))
+    loop = LoopConfig(iterations=1, max_steps=2, batch_size=2, max_new_tokens=6, eval_contexts=4, held_out_share=0.3,
+                      min_reward_auc=0.0, evaluator_judge=deployment.judge)
+    row = watch.Watcher(settings, engine, tmp_path / "watch", WatchConfig(loop, every=1)).tick()
+    assert (row.status, row.step) == ("stopped", "gate") and "operators-pick" in row.reason
+    assert serving(engine) == {"operators-pick": 1.0}  # the operator's plan stands
+
+
 # kill -9 and restart ----------------------------------------------------------------------------------------
 def test_a_watcher_killed_mid_round_resumes_without_repeating_a_finished_step(store, deployment, tmp_path):
     env = {**os.environ, "ORGANIC_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",

@@ -107,7 +107,7 @@ def open_store(url: str) -> Engine:
                 raise ValueError(f"no store at {parsed.database}: give the --database-url of the store `organic serve` uses")
         return connect(url)
     except (ArgumentError, NoSuchModuleError) as error:
-        raise ValueError(f"cannot open the store {url!r}: {error}") from None
+        raise ValueError(f"cannot open the store {make_url(url).render_as_string(hide_password=True) if isinstance(error, NoSuchModuleError) else repr(url)}: {error}") from None
     except OperationalError as error:
         raise ValueError(f"cannot open the store {make_url(url).render_as_string(hide_password=True)}: "
                          f"{str(error.orig).strip() or error}") from None
@@ -313,6 +313,9 @@ def ab(r: Round) -> Done:
     incumbent, candidate, share = r.row.incumbent, r.row.candidate, r.config.ab_share
     if "ab" not in r.details:
         before = serving(r.engine) or {incumbent: 1.0}
+        if not same_plan(before, {incumbent: 1.0}):  # an operator promoted or started an A/B while the round trained
+            raise Stop(f"the serving plan is {_plan(before)}, not {incumbent} alone as when the round began; "
+                       "the watcher starts no A/B over it")
         r.save(details={"ab": {"before": before, "after": {incumbent: 1 - share, candidate: share},
                                "started": utcnow().isoformat()}})  # the A/B is judged on conversations from here on
     before, after = r.details["ab"]["before"], r.details["ab"]["after"]
@@ -431,7 +434,8 @@ def ab_verdict(figures: dict[str, Any], replaced: dict[str, int], incumbent: str
     """What the A/B says, from ``evaluate.live.live_ab`` figures and ``safety_replaced`` counts: ``{"action":
     "promote" | "rollback" | None, "why": ...}``. Nothing until each version has ``min_thumbs`` thumbs; then promote
     when the candidate's thumbs-down rate is lower with Fisher p < alpha and its safety replacements are not
-    significantly more frequent; roll back when either is significantly worse; otherwise wait."""
+    significantly more frequent; roll back when either is significantly worse; otherwise wait. The test is made again
+    at every poll, so over a long A/B the chance of a false decision grows past ``alpha`` (a known limitation)."""
     from scipy.stats import fisher_exact
 
     empty = {"bot_messages": 0, "thumbs_up": 0, "thumbs_down": 0, "down_rate": 0.0}

@@ -270,3 +270,13 @@ def test_links_are_issued_for_the_annotation_and_compare_pages(console):
     audit = console.get("/api/admin/console/audit").json()
     assert [(e["action"], e["details"]) for e in audit] == [("issue_link", {"role": "rater", "name": "r1"}),
                                                             ("issue_link", {"role": "annotator", "name": "ann3"})]
+
+
+def test_cookie_actions_from_another_site_are_refused(console):
+    client = console
+    for headers in ({"Sec-Fetch-Site": "same-site"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example:8000"}):
+        refused = client.post("/api/admin/console/rollback", headers=headers)
+        assert refused.status_code == 403 and "console's own page" in refused.json()["detail"]
+    assert client.get("/api/admin/console/audit", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200  # reading is not an action
+    allowed = client.post("/api/admin/console/rollback", headers={"Sec-Fetch-Site": "same-origin"})
+    assert allowed.status_code != 403

@@ -331,12 +331,15 @@ async def follow_plan(engine: Engine, router: Router, settings: Settings) -> Non
             return
         paths = {v.name: v.path for v in versions(engine)}
         try:
-            loaded = [version_backend(settings, name, paths.get(name)) for name in plan if name not in router.backends]
-        except (ValueError, FileNotFoundError, OSError) as error:
+            missing = [name for name in plan if name not in router.backends]
+            loaded = [version_backend(settings, name, paths.get(name)) for name in missing]
+            wrong = [f"the folder of {name} serves {b.model_version}" for name, b in zip(missing, loaded) if b.model_version != name]
+            if wrong:
+                raise ValueError("; ".join(wrong))
+            router.follow(plan, loaded)
+        except (ValueError, RuntimeError, OSError) as error:  # tried once, not reloaded every refresh
             refused = plan
             logging.getLogger("organic.serve").warning("not following the serving plan %s: %s", plan, error)
-            return
-        router.follow(plan, loaded)
 
     while True:
         await asyncio.sleep(settings.plan_refresh_s)

@@ -40,7 +40,7 @@ from organic.serve.compare import rater_tokens
 from organic.serve.router import Router
 from organic.settings import Settings
 from organic.store import audit
-from organic.store.versions import rollback, rollback_target, serving, set_serving, versions
+from organic.store.versions import rollback_target, serving, set_serving, versions
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "organic_admin"
@@ -93,6 +93,8 @@ class Sessions:
         cookie = request.cookies.get(COOKIE)
         if not cookie:
             raise HTTPException(401, "log in at /admin, or send 'Authorization: Bearer <ORGANIC_ADMIN_TOKEN>'")
+        if request.method not in ("GET", "HEAD") and not same_origin(request):  # SameSite lets sibling hosts' forms in
+            raise HTTPException(403, "a console action must come from the console's own page")
         try:
             data = self._serializer.loads(cookie, max_age=SESSION_HOURS * 3600)
         except SignatureExpired:
@@ -103,6 +105,16 @@ class Sessions:
                 and secrets.compare_digest(str(data.get("admin")), self._fingerprint)):
             raise HTTPException(401, "the admin token changed since you logged in: log in again at /admin")
         return data["who"]
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a browser sent ``request`` from this server's own pages: ``Sec-Fetch-Site`` says same-origin, or,
+    without it, ``Origin`` names this host. A client that sends neither (not a browser) passes."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin.split("://", 1)[-1] == request.headers.get("host")
 
 
 def console_router(engine: Engine, settings: Settings, router: Router, *, secret_key: str,
@@ -212,7 +224,7 @@ def console_router(engine: Engine, settings: Settings, router: Router, *, secret
         with changing:
             before = serving(engine) or dict(router.shares)
             try:
-                target = rollback_target(engine)[0] if wanted is None else wanted
+                target, undone = rollback_target(engine) if wanted is None else (wanted, None)
             except ValueError as error:
                 raise HTTPException(409, str(error)) from None
             paths = {v.name: v.path for v in versions(engine)}
@@ -223,12 +235,13 @@ def console_router(engine: Engine, settings: Settings, router: Router, *, secret
             missing = [name for name in served if name not in router.backends]
             try:
                 loaded = [load_backend(name, paths[name]) for name in missing]
-            except (ValueError, FileNotFoundError, OSError) as error:
+            except (ValueError, RuntimeError, OSError) as error:  # RuntimeError: a folder whose weights did not load
                 raise HTTPException(422, f"this server cannot serve that plan: {error}; the plan in force stays") from None
             other = [f"the folder of {name} serves {b.model_version}" for name, b in zip(missing, loaded) if b.model_version != name]
             if other:
                 raise HTTPException(422, f"this server cannot serve that plan: {'; '.join(other)}; the plan in force stays")
-            plan = rollback(engine) if wanted is None else set_serving(engine, served, note=action)
+            # the plan that was checked is the one stored, even if another change came in meanwhile
+            plan = set_serving(engine, target, note=f"rollback of change {undone}") if wanted is None else set_serving(engine, served, note=action)
             router.follow({name: share for name, share in plan.items() if share > 0}, loaded)
             entry = audit.record(engine, who, action, {"before": before, "after": plan})
         return {"plan": plan, "serving": dict(router.shares), "audit_id": entry}
