@@ -91,10 +91,10 @@ def store(deployment, tmp_path) -> str:
 
 def watch_args(store: str, deployment: Deployment, out: Path, *extra: str) -> list[str]:
     """``organic loop --watch --once`` at toy size: a round at once, one CRINGE iteration of two steps, four held-out
-    contexts (30% of the conversations held out), an A/B at half the conversations decided on 6 thumbs each, and no
+    contexts (30% of the conversations held out), an A/B at half the conversations decided once, on 20 thumbs each, and no
     reward-model gate (``extra`` options override these)."""
     return ["loop", "--watch", "--once", "--database-url", store, "--out", str(out), "--model", str(deployment.base),
-            "--judge", str(deployment.judge), "--every", "1", "--ab-share", "0.5", "--min-thumbs", "6", "--poll", "0.5",
+            "--judge", str(deployment.judge), "--every", "1", "--ab-share", "0.5", "--min-thumbs", "20", "--poll", "0.5",
             "--iterations", "1", "--max-steps", "2", "--batch-size", "2", "--max-new-tokens", "6", "--eval-contexts", "4",
             "--held-out-share", "0.3", "--min-reward-auc", "0", *extra]
 
@@ -175,6 +175,13 @@ def watch_with_thumbs(args: list[str], url: str, home: Path, favour: str):
     return result
 
 
+def figures_all_time(url: str) -> dict[str, int]:
+    """Thumbs per version over the whole store."""
+    from organic.evaluate.live import live_ab
+
+    return {name: v["thumbs_up"] + v["thumbs_down"] for name, v in live_ab(connect(url))["versions"].items()}
+
+
 def watcher_log(engine) -> list[tuple[str, str]]:
     """The audit log's watcher entries, oldest first: (action, step)."""
     return [(e["action"], e["details"].get("step")) for e in reversed(entries(engine, 200)) if e["who"] == "watcher"]
@@ -212,6 +219,8 @@ def test_a_round_trains_gates_and_promotes_a_candidate_the_people_prefer(store, 
     candidate = next(v for v in versions(engine) if v.name == "watch-1")
     assert candidate.parent_id and candidate.method == "cringe" and (Path(candidate.path) / "VERSION").read_text() == "watch-1\n"
     assert row.details["decide"]["verdict"]["p_down"] < 0.05 and row.details["gate"]["checks"]
+    ab_thumbs_of = row.details["decide"]["verdict"]["thumbs"][row.incumbent]  # the A/B's own conversations only:
+    assert row.details["ab"]["started"] and ab_thumbs_of < figures_all_time(store)[row.incumbent]  # not the simulation's
 
     audit, models = console_audit(store, tmp_path / "console")
     promoted = audit[0]
@@ -461,7 +470,7 @@ def _figures(cand: tuple[int, int, int], base: tuple[int, int, int]) -> dict:
     (_figures((10, 5, 0), (10, 0, 5)), {}, None),  # too few thumbs on each (min 20)
     (_figures((60, 30, 2), (60, 10, 25)), {}, "promote"),
     (_figures((60, 10, 25), (60, 30, 2)), {}, "rollback"),
-    (_figures((60, 25, 10), (60, 24, 11)), {}, None),  # no significant difference: wait
+    (_figures((60, 25, 10), (60, 24, 11)), {}, "rollback"),  # no significant difference at the one look: the incumbent stays
     (_figures((60, 30, 2), (60, 10, 25)), {"cand": 12, "base": 0}, "rollback"),  # fewer thumbs down, but unsafe
 ])
 def test_the_ab_promotes_rolls_back_or_waits(figures, replaced, action):

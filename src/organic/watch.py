@@ -327,7 +327,7 @@ def ab(r: Round) -> Done:
             set_serving(r.engine, before, note=f"watch round {r.row.id}: the serving model before its A/B")
         set_serving(r.engine, after, note=f"watch round {r.row.id}: A/B")
     return Done(f"A/B started: {candidate} gets {share:.0%} of new conversations, {incumbent} the rest (a running "
-                "`organic serve` follows within ORGANIC_PLAN_REFRESH_S seconds)", {"before": before, "after": after},
+                "`organic serve` follows within ORGANIC_PLAN_REFRESH_S seconds)", dict(r.details["ab"]),
                 action="ab", plan={"before": before, "after": after})
 
 
@@ -434,8 +434,8 @@ def ab_verdict(figures: dict[str, Any], replaced: dict[str, int], incumbent: str
     """What the A/B says, from ``evaluate.live.live_ab`` figures and ``safety_replaced`` counts: ``{"action":
     "promote" | "rollback" | None, "why": ...}``. Nothing until each version has ``min_thumbs`` thumbs; then promote
     when the candidate's thumbs-down rate is lower with Fisher p < alpha and its safety replacements are not
-    significantly more frequent; roll back when either is significantly worse; otherwise wait. The test is made again
-    at every poll, so over a long A/B the chance of a false decision grows past ``alpha`` (a known limitation)."""
+    significantly more frequent; otherwise roll back (worse, or no significant difference). The test is made once,
+    when both versions reach ``min_thumbs``: looking again at every poll would inflate the false-decision rate."""
     from scipy.stats import fisher_exact
 
     empty = {"bot_messages": 0, "thumbs_up": 0, "thumbs_down": 0, "down_rate": 0.0}
@@ -459,7 +459,9 @@ def ab_verdict(figures: dict[str, Any], replaced: dict[str, int], incumbent: str
         return {"action": "rollback", "why": f"{candidate} is worse: {down}; {safety}. Rolled back.", **figures_}
     if vc["down_rate"] < vi["down_rate"] and p_down < config.alpha:
         return {"action": "promote", "why": f"{candidate} is better: {down}; {safety}. Promoted.", **figures_}
-    return {"action": None, "why": f"no significant difference yet: {down}; {safety}. Waiting for more thumbs.", **figures_}
+    # one look, at a size fixed in advance: testing again at every poll would act on a no-better model sooner or later
+    return {"action": "rollback", "why": f"no significant difference at {config.min_thumbs} thumbs each: {down}; {safety}. "
+                                         f"The serving model stays.", **figures_}
 
 
 def safety_replaced(engine: Engine, since: datetime | None = None) -> dict[str, int]:
