@@ -30,9 +30,9 @@ from organic.generate import EchoBackend
 from organic.settings import Settings
 from organic.store import connect, rounds
 from organic.store.audit import entries
-from organic.store.versions import serving, set_serving, versions
+from organic.store.versions import same_plan, serving, set_serving, versions
 from organic.taxonomy import CrowdLabel
-from organic.watch import STEPS, WatchConfig, ab_verdict, diverged, offline_gate, same_plan
+from organic.watch import STEPS, WatchConfig, ab_verdict, diverged, offline_gate
 from judging import small_judge
 from support import POSTGRES_ADMIN_URL, both_databases
 from tiny import tiny_llama_folder

@@ -17,10 +17,10 @@ since the last round began, it runs a round, one step at a time, with the loop's
    test), the guards within bounds (reply length, copying from the user, perplexity on real human replies), and
    no more replies the safety layer would block; a candidate that fails ends the round as ``rejected``;
 6. ``ab``: an A/B with ``ab_share`` of new conversations for the candidate (``store.versions.set_serving``);
-7. ``decide``: once both versions have ``min_thumbs`` thumbs, promote the candidate when its thumbs-down rate per
-   bot message is lower with p < ``alpha`` (Fisher exact, ``evaluate.live.live_ab``, as ``organic ab-report``)
-   and its replies were not significantly more often replaced for safety; roll back
-   (``store.versions.rollback``) when it is significantly worse on either; otherwise wait for more thumbs.
+7. ``decide``: once, when both versions have ``min_thumbs`` thumbs in conversations begun since the A/B started,
+   promote the candidate when its thumbs-down rate per bot message is lower with p < ``alpha`` (Fisher exact,
+   ``evaluate.live.live_ab``, as ``organic ab-report``) and its replies were not significantly more often replaced
+   for safety; otherwise go back to the plan before the A/B (worse, or no significant difference).
 
 A step that cannot go on ends the round as ``stopped`` with the reason; the next round starts after ``every`` more
 ratings. Each step's end is stored in the round's row (``store.rounds``) with an audit log entry by "watcher" in one
@@ -52,6 +52,7 @@ from organic.loop import LoopConfig
 from organic.settings import Settings
 from organic.store import rounds
 from organic.store.models import WatchRound, utcnow
+from organic.store.versions import same_plan
 
 WHO = "watcher"  # the audit log's "who" for everything the watcher does
 STEPS = ("analyze", "reward", "train", "eval", "gate", "ab", "decide")
@@ -332,10 +333,10 @@ def ab(r: Round) -> Done:
 
 
 def decide(r: Round) -> Done | None:
-    """Promote, roll back, or wait (None) on the A/B's thumbs (``ab_verdict``). The decision is stored before the
+    """Promote, roll back, or wait for ``min_thumbs`` (None) on the A/B's thumbs (``ab_verdict``). The decision is stored before the
     plan changes, so a restart completes it; a plan someone else changed meanwhile ends the round untouched."""
     from organic.evaluate.live import live_ab
-    from organic.store.versions import rollback, serving, set_serving
+    from organic.store.versions import serving, set_serving
 
     candidate, before, after = r.row.candidate, r.details["ab"]["before"], r.details["ab"]["after"]
     now = serving(r.engine)
@@ -351,11 +352,8 @@ def decide(r: Round) -> Done | None:
         r.save(details={"decision": verdict})
     decision = r.details["decision"]
     target = {candidate: 1.0} if decision["action"] == "promote" else before
-    if same_plan(now, after):
-        if decision["action"] == "promote":
-            set_serving(r.engine, target, note=f"watch round {r.row.id}: promote")
-        else:
-            rollback(r.engine)
+    if same_plan(now, after):  # the plan stored is the one the decision names, whatever changed the store since
+        set_serving(r.engine, target, note=f"watch round {r.row.id}: {decision['action']}")
     elif not same_plan(now, target):
         raise Stop(f"someone changed the serving plan while the decision was applied (now {_plan(now)}); the watcher leaves it")
     status = "promoted" if decision["action"] == "promote" else "rolled_back"
@@ -482,13 +480,6 @@ def safety_replaced(engine: Engine, since: datetime | None = None) -> dict[str, 
         query = query.where(Conversation.created_at >= since)
     with engine.connect() as conn:
         return {name: n for name, n in conn.execute(query)}
-
-
-def same_plan(a: dict[str, float] | None, b: dict[str, float] | None) -> bool:
-    """Whether two serving plans serve the same versions with the same shares (versions at 0 ignored)."""
-    a = {k: v for k, v in (a or {}).items() if v > 0}
-    b = {k: v for k, v in (b or {}).items() if v > 0}
-    return a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-9 for k in a)
 
 
 def _training_runs(root: Path, iterations: int) -> list[dict] | None:

@@ -319,24 +319,18 @@ async def follow_plan(engine: Engine, router: Router, settings: Settings) -> Non
     """Every ``settings.plan_refresh_s`` seconds, draw new conversations by the serving plan in the store when it
     changed (``organic ab`` / ``promote`` / ``rollback``, another server's console, ``organic loop --watch``),
     loading the versions this server does not serve yet. A plan it cannot serve is logged once and not applied."""
-    from organic.store.versions import serving, versions
+    from organic.store.versions import same_plan, serving, versions
 
     refused: dict[str, float] = {}
 
     def follow() -> None:
         nonlocal refused
         plan = {name: share for name, share in serving(engine).items() if share > 0}
-        current = {name: share for name, share in router.shares.items() if share > 0}
-        if not plan or plan == current or plan == refused:
+        if not plan or same_plan(plan, router.shares) or same_plan(plan, refused):
             return
         paths = {v.name: v.path for v in versions(engine)}
         try:
-            missing = [name for name in plan if name not in router.backends]
-            loaded = [version_backend(settings, name, paths.get(name)) for name in missing]
-            wrong = [f"the folder of {name} serves {b.model_version}" for name, b in zip(missing, loaded) if b.model_version != name]
-            if wrong:
-                raise ValueError("; ".join(wrong))
-            router.follow(plan, loaded)
+            router.follow(plan, router.load_missing(plan, lambda name: version_backend(settings, name, paths.get(name))))
         except (ValueError, RuntimeError, OSError) as error:  # tried once, not reloaded every refresh
             refused = plan
             logging.getLogger("organic.serve").warning("not following the serving plan %s: %s", plan, error)

@@ -232,14 +232,10 @@ def console_router(engine: Engine, settings: Settings, router: Router, *, secret
             if unknown:
                 raise HTTPException(404, f"unknown model version(s): {', '.join(unknown)}; see the Models panel")
             served = {name: share for name, share in target.items() if share > 0}
-            missing = [name for name in served if name not in router.backends]
             try:
-                loaded = [load_backend(name, paths[name]) for name in missing]
+                loaded = router.load_missing(served, lambda name: load_backend(name, paths[name]))
             except (ValueError, RuntimeError, OSError) as error:  # RuntimeError: a folder whose weights did not load
                 raise HTTPException(422, f"this server cannot serve that plan: {error}; the plan in force stays") from None
-            other = [f"the folder of {name} serves {b.model_version}" for name, b in zip(missing, loaded) if b.model_version != name]
-            if other:
-                raise HTTPException(422, f"this server cannot serve that plan: {'; '.join(other)}; the plan in force stays")
             # the plan that was checked is the one stored, even if another change came in meanwhile
             plan = set_serving(engine, target, note=f"rollback of change {undone}") if wanted is None else set_serving(engine, served, note=action)
             router.follow({name: share for name, share in plan.items() if share > 0}, loaded)

@@ -8,7 +8,7 @@ with like.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from organic.generate import Backend
 
@@ -27,6 +27,16 @@ class Router:
         merged = {**self.backends, **{b.model_version: b for b in backends}}
         shares = _checked(dict(shares), merged)
         self.backends, self.shares = merged, shares  # swapped whole: a concurrent ``choose`` sees one plan or the other
+
+    def load_missing(self, plan: dict[str, float], load: Callable[[str], Backend]) -> list[Backend]:
+        """The backends of ``plan``'s served versions (share above 0) that this router lacks, made by ``load(name)``;
+        ``ValueError`` when a model folder serves another version than the one it was registered as."""
+        missing = [name for name, share in plan.items() if share > 0 and name not in self.backends]
+        loaded = [load(name) for name in missing]
+        wrong = [f"the folder of {name} serves {b.model_version}" for name, b in zip(missing, loaded) if b.model_version != name]
+        if wrong:
+            raise ValueError("; ".join(wrong))
+        return loaded
 
     def choose(self) -> str:
         """The version for a new conversation, drawn by share."""

@@ -53,6 +53,13 @@ def set_serving(engine: Engine, shares: dict[str, float], note: str) -> dict[str
     return shares
 
 
+def same_plan(a: dict[str, float] | None, b: dict[str, float] | None) -> bool:
+    """Whether two serving plans serve the same versions with the same shares (versions at 0 ignored)."""
+    a = {k: v for k, v in (a or {}).items() if v > 0}
+    b = {k: v for k, v in (b or {}).items() if v > 0}
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-9 for k in a)
+
+
 def rollback_target(engine: Engine) -> tuple[dict[str, float], int]:
     """The serving plan ``rollback`` returns to, and the id of the change it undoes."""
     with session_scope(engine) as s:
