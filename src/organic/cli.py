@@ -141,6 +141,69 @@ def user_list(limit: int = 20, database_url: DatabaseOption = None) -> None:
     Console().print(table)
 
 
+token_app = typer.Typer(help="Signed tokens: users' sessions, annotators' and raters' links.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def _role(role: str | None) -> str | None:
+    from organic.store.tokens import ROLES
+
+    if role is not None and role not in ROLES:
+        raise fail(f"unknown role {role!r}: {', '.join(ROLES)}")
+    return role
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: Annotated[str, typer.Argument(help="The token (a session token, or what an annotator's or rater's link carries after #token=), or a token id as `organic token list` shows it.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Refuse one token from now on, on every server on the store, restarts included."""
+    from organic.serve.auth import read_token, secret_key
+    from organic.store.tokens import TOKEN_ID, revoke
+
+    role = subject = None
+    if TOKEN_ID.match(token):
+        token_id = token
+    else:
+        settings = get_settings()
+        info = read_token(token, secret_key(settings.secret_key, settings.home))
+        if info.token_id is None or not TOKEN_ID.match(info.token_id):
+            raise fail("this is neither a token of organic's nor a token id (an old token, signed before tokens "
+                       "carried ids, is refused anyway)")
+        if info.role is None:
+            console.print("[yellow]warning:[/yellow] the token does not verify with this machine's secret key "
+                          "(ORGANIC_SECRET_KEY, else ORGANIC_HOME/secret_key); revoking its id all the same")
+        token_id, role, subject = info.token_id, info.role, info.subject
+    done = revoke(_engine(database_url), token_id, role, subject)
+    what = " ".join(filter(None, [role or "token", token_id, subject and f"of {subject}"]))
+    console.print(f"revoked {what}" if done else f"{what} was revoked already")
+
+
+@token_app.command("revoke-all")
+def token_revoke_all(role: Annotated[str, typer.Argument(help="user (every session: everyone logs in again), annotator or rater.")],
+                     database_url: DatabaseOption = None) -> None:
+    """Refuse every token of ROLE issued until now (in this very second too); tokens issued after it are valid."""
+    from organic.store.tokens import revoke_all
+
+    revoke_all(_engine(database_url), _role(role))
+    console.print(f"revoked every {role} token issued until now")
+
+
+@token_app.command("list")
+def token_list(role: Annotated[str | None, typer.Option(help="Only tokens of this role: user, annotator, rater.")] = None,
+               limit: int = 100, database_url: DatabaseOption = None) -> None:
+    """Annotator and rater tokens issued, and tokens revoked (a user's session only once revoked), newest first."""
+    from organic.store.tokens import tokens
+
+    table = Table("id", "role", "name", "issued", "revoked")
+    when = lambda moment: moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""  # noqa: E731
+    for row in tokens(_engine(database_url), _role(role), limit):
+        name = "every token issued until revoked" if row.id.startswith("*") else row.subject or ""
+        table.add_row(row.id, row.role or "", name, when(row.issued_at), when(row.revoked_at))
+    Console().print(table)
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

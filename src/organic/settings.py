@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     ct2_intra_threads: int = Field(default=0, description="Backend ct2: threads per worker (0: the cores shared among the workers).")
     openai_base_url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible server (vLLM, llama.cpp) for backend=openai.")
     openai_api_key: str = Field(default="EMPTY", description="API key sent to that server.")
-    secret_key: str | None = Field(default=None, description="Signs user cookies; generated once and kept under <home> if unset.")
+    secret_key: str | None = Field(default=None, description="Each kind of token (sessions, annotator, rater and console tokens) is signed with its own key derived from it; generated once and kept under <home> if unset.")
     admin_token: str | None = Field(default=None, description="Bearer token for admin endpoints; admin endpoints are closed when unset.")
     max_message_chars: int = Field(default=2000, description="Longest user message accepted, in characters.")
     max_body_bytes: int = Field(default=4_000_000, description="Largest request body the server reads, in bytes.")

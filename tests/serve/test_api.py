@@ -238,11 +238,12 @@ def test_secrets_and_the_store_are_readable_by_their_owner_only(tmp_path):
     for path in (tmp_path / "store").iterdir():  # the database and its -wal / -shm
         assert path.stat().st_mode & 0o077 == 0, path
     # a token signed with the right key but of another shape (an annotator's, say) is refused, not a 500
-    forged = URLSafeTimedSerializer(key, salt="organic-user").dumps(["not", "a", "session"])
     from fastapi import HTTPException
     from starlette.requests import Request
 
-    from organic.serve.auth import Signer
+    from organic.serve.auth import Signer, role_key
+
+    forged = URLSafeTimedSerializer(role_key(key, "user"), salt="organic-user").dumps(["not", "a", "session"])
 
     request = Request({"type": "http", "headers": [(b"authorization", f"Bearer {forged}".encode())]})
     try:

@@ -39,16 +39,17 @@ class AnnotationIn(BaseModel):
     label: str = Field(description="good, inappropriate, off_topic, nonsensical, ignoring_last_turn, repeating, or other (bot replies only).")
 
 
-def annotator_tokens(admin_token: str | None, secret_key: str | None) -> RoleTokens:
-    """Annotator tokens: what ``POST /api/admin/annotators`` issues and the ``/annotate`` page takes."""
-    return RoleTokens("annotator", "/api/admin/annotators", "/annotate", admin_token, secret_key)
+def annotator_tokens(admin_token: str | None, secret_key: str | None, store: Engine | None = None) -> RoleTokens:
+    """Annotator tokens: what ``POST /api/admin/annotators`` issues and the ``/annotate`` page takes (recorded in,
+    and revocable through, ``store``)."""
+    return RoleTokens("annotator", "/api/admin/annotators", "/annotate", admin_token, secret_key, store=store)
 
 
 def annotation_router(engine: Engine, admin_token: str | None, *, secret_key: str | None = None) -> APIRouter:
     """The annotation page and API on ``engine``; tokens are issued with ``admin_token`` and signed with
     ``secret_key`` (the server's ``ORGANIC_SECRET_KEY``; without one, a key derived from the admin token)."""
     router = APIRouter()
-    annotator = annotator_tokens(admin_token, secret_key)
+    annotator = annotator_tokens(admin_token, secret_key, engine)
 
     def admin(request: Request) -> None:
         require_admin(request, admin_token)

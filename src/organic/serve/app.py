@@ -94,7 +94,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
     stores = {True: ChatStore(engine), False: ChatStore(unsaved)}
     unsaved_sessions = itertools.count(1)
     key = secret_key(settings.secret_key, settings.home)
-    signer = Signer(key, settings.session_days)
+    signer = Signer(key, settings.session_days, store=engine)  # revocations live in the real store, for every user
     router = Router(backends, shares)
     turns = Turns(router, memory=settings.memory)
 
@@ -196,8 +196,17 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
     async def delete_me(who: CallerDep, response: Response) -> dict:
         """Delete everything of yours: conversations, messages, ratings and labels, and your session."""
         removed = await to_thread.run_sync(stores[who.saved].delete_user, who.pseudo_id)
+        await to_thread.run_sync(signer.end, who)
         response.delete_cookie(COOKIE)
         return {"deleted_conversations": removed}
+
+    @app.delete("/api/session", tags=["session"])
+    async def end_session(who: CallerDep, response: Response) -> dict:
+        """Log out: this session's token is revoked (refused from now on, by every server on the store, after
+        restarts too) and its cookie removed. What was saved stays (``DELETE /api/me`` deletes it)."""
+        await to_thread.run_sync(signer.end, who)
+        response.delete_cookie(COOKIE)
+        return {"ended": True}
 
     # conversations --------------------------------------------------------------------------------------
     @app.post("/api/conversations", status_code=201, tags=["chat"])

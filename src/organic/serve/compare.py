@@ -77,16 +77,17 @@ class VoteIn(BaseModel):
         return choice
 
 
-def rater_tokens(admin_token: str | None, secret_key: str | None) -> RoleTokens:
-    """Rater tokens: what ``POST /api/admin/raters`` issues and the ``/compare`` page takes."""
-    return RoleTokens("rater", "/api/admin/raters", "/compare", admin_token, secret_key)
+def rater_tokens(admin_token: str | None, secret_key: str | None, store: Engine | None = None) -> RoleTokens:
+    """Rater tokens: what ``POST /api/admin/raters`` issues and the ``/compare`` page takes (recorded in, and
+    revocable through, ``store``)."""
+    return RoleTokens("rater", "/api/admin/raters", "/compare", admin_token, secret_key, store=store)
 
 
 def compare_router(engine: Engine, admin_token: str | None, *, secret_key: str | None = None) -> APIRouter:
     """The compare page and API on ``engine`` (which must hold the ``comparisons`` tables); rater tokens are
     issued with ``admin_token`` and signed with ``secret_key`` (without one, a key derived from the admin token)."""
     router = APIRouter()
-    rater = rater_tokens(admin_token, secret_key)
+    rater = rater_tokens(admin_token, secret_key, engine)
     key = rater.key
 
     def admin(request: Request) -> None:

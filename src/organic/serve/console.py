@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 from organic.generate import Backend
 from organic.serve import panels
 from organic.serve.annotate import annotator_tokens
-from organic.serve.auth import NAME, RoleOut, require_admin
+from organic.serve.auth import NAME, RoleOut, require_admin, role_key
 from organic.serve.compare import rater_tokens
 from organic.serve.router import Router
 from organic.settings import Settings
@@ -70,7 +70,7 @@ class Sessions:
 
     def __init__(self, admin_token: str | None, secret_key: str):
         self.admin_token = admin_token
-        self._serializer = URLSafeTimedSerializer(secret_key, salt="organic-console")
+        self._serializer = URLSafeTimedSerializer(role_key(secret_key, "console"), salt="organic-console")
         self._fingerprint = (hmac.new(secret_key.encode(), f"console:{admin_token}".encode(), hashlib.sha256).hexdigest()
                              if admin_token else None)
 
@@ -123,8 +123,8 @@ def console_router(engine: Engine, settings: Settings, router: Router, *, secret
     ``load_backend(name, path)`` makes the backend of a version it does not serve yet."""
     api = APIRouter()
     sessions = Sessions(settings.admin_token, secret_key)
-    links = {"annotator": annotator_tokens(settings.admin_token, secret_key),
-             "rater": rater_tokens(settings.admin_token, secret_key)}
+    links = {"annotator": annotator_tokens(settings.admin_token, secret_key, engine),
+             "rater": rater_tokens(settings.admin_token, secret_key, engine)}
     report_dir = settings.report_dir or settings.home / "report"
     changing = threading.Lock()  # one change of the serving plan at a time
     Who = Annotated[str, Depends(sessions.who)]

@@ -242,3 +242,18 @@ class WatchRound(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # each step's findings; "starts": runs per step
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuthToken(Base):
+    """A signed token's id that the store knows of: an annotator or rater token when it was issued (so that they can
+    be listed), any token, a user's session too, once it is revoked. A signed token needs no row to be valid; a
+    revoked id is refused wherever its role's tokens are checked (``organic.store.tokens``). The row whose id is
+    ``*<role>`` refuses every token of that role issued up to its ``revoked_at``."""
+
+    __tablename__ = "auth_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the token's id ("j" in its payload), or *<role>
+    role: Mapped[str | None] = mapped_column(String(16))  # user, annotator, rater; None: revoked by id alone
+    subject: Mapped[str | None] = mapped_column(String(128))  # the annotator's or rater's name; never a user's id
+    issued_at: Mapped[datetime | None] = mapped_column()  # when issued, for tokens recorded at issue
+    revoked_at: Mapped[datetime | None] = mapped_column()  # when revoked; None: in use
