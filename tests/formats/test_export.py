@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 import pyarrow.parquet as pq
@@ -152,7 +153,7 @@ def test_release_takes_consented_users_scrubs_pii_and_writes_a_data_card(engine,
     out = tmp_path / "release.jsonl"
     summary = export(engine, "bb3x", out, release=True, salt=b"fixed salt for the test")
     released = jsonl(out)
-    assert [c["convo_id"] for c in released] == ["c-pii"]  # the other users did not allow release
+    assert len(released) == 1 and released[0]["convo_id"] != "c-pii"  # the other users did not allow release
     text = out.read_text()
     for secret in ("Jessica", "Miller", "jess.miller@example.com", "123-4567", "Maple", "u-zoe"):
         assert secret not in text, secret
@@ -184,7 +185,8 @@ def test_consent_travels_through_an_export_and_a_reimport(engine, tmp_path, data
     assert users["u-alice"].allow_release is True
     out = tmp_path / "release.jsonl"
     export(restored, "bb3x", out, release=True, salt=b"salt")
-    assert "c-002" not in {c["convo_id"] for c in jsonl(out)} and jsonl(out)  # bob's conversation is not released
+    released = jsonl(out)  # ids are re-hashed in a release: bob's conversation is told by its size and text
+    assert len(released) == 5 and "Canberra" not in out.read_text()  # bob's conversation is not released
     public = connect(f"sqlite:///{tmp_path / 'public.db'}")
     import_bb3x(public, [FIXTURES / "bb3x_sample.jsonl"])  # no consent record, nothing asserted: saved, not released
     assert not any(u.allow_release for u in list_users(public)) and all(u.save_conversations for u in list_users(public))
@@ -197,3 +199,61 @@ def test_a_malformed_consent_record_is_refused(tmp_path):
     for bad in ({"allow_release": "yes"}, {"age_confirmed": True, "save_conversations": False, "allow_release": True}, []):
         with pytest.raises(ValueError, match="organic_consent"):
             parse_conversation(line | {"organic_consent": bad})
+
+
+ORIGINAL_IDS = ["u-orig-7c1e", "c-orig-5a9d3f", "h-orig-11aa", "b-orig-22bb", "h-orig-misplaced",
+                31337001, 42424201, 90909001, 80808001]
+
+
+def _values(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _values(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _values(v)
+    else:
+        yield value
+
+
+@both_databases
+def test_release_rehashes_conversation_and_message_ids(engine, tmp_path):
+    """No user, conversation or message id of the store survives into a release, in any format, not even an
+    integer id or an id filed under the other sender's name; within a release one id maps to one hash."""
+    source = tmp_path / "ids.jsonl"
+    lines = [
+        {"user_pseudo_id": "u-orig-7c1e", "convo_id": "c-orig-5a9d3f", "message_history": [
+            {"text": "hello", "sender": "human", "human_message_id": "h-orig-11aa"},
+            {"text": "hi there", "sender": "bot", "bot_message_id": "b-orig-22bb"}]},
+        {"user_pseudo_id": 31337001, "convo_id": 42424201, "message_history": [
+            {"text": "ids can be numbers", "sender": "human", "human_message_id": 90909001},
+            {"text": "fine", "sender": "bot", "bot_message_id": 80808001, "human_message_id": "h-orig-misplaced"}]},
+    ]
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    import_bb3x(engine, [source], allow_release=True)
+    backup = tmp_path / "backup.jsonl"
+    export(engine, "bb3x", backup)  # not a release: the ids are the store's, as a backup needs them
+    assert "c-orig-5a9d3f" in backup.read_text() and "80808001" in backup.read_text()
+
+    salt = b"fixed salt for the id test"
+    for fmt in ("bb3x", "jsonl"):
+        out = tmp_path / f"release.{fmt}.jsonl"
+        export(engine, fmt, out, release=True, salt=salt)
+        lines_out = out.read_text(encoding="utf-8").splitlines()
+        assert lines_out
+        for line in lines_out:
+            for original in ORIGINAL_IDS:
+                assert str(original) not in line, (fmt, original)
+            assert not set(_values(json.loads(line))) & set(ORIGINAL_IDS)
+
+    convos, rows = jsonl(tmp_path / "release.bb3x.jsonl"), jsonl(tmp_path / "release.jsonl.jsonl")
+    assert {c["convo_id"] for c in convos} == {r["conversation_id"] for r in rows}
+    assert all(re.fullmatch(r"[0-9a-f]{16}", c["convo_id"]) for c in convos)
+    message_ids = [r["message_id"] for r in rows]
+    assert len(set(message_ids)) == len(message_ids) == 4
+    bb3x_ids = {m.get("bot_message_id") or m.get("human_message_id") for c in convos for m in c["message_history"]}
+    assert set(message_ids) <= bb3x_ids  # the same message has the same hash in both formats
+
+    again = tmp_path / "again.jsonl"
+    export(engine, "jsonl", again, release=True, salt=b"another release")
+    assert not {r["conversation_id"] for r in jsonl(again)} & {r["conversation_id"] for r in rows}

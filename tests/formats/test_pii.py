@@ -1,6 +1,17 @@
-"""PII scrubbing for the release: recall on a table of chat lines, no damage to ordinary text."""
+"""PII scrubbing for the release: recall on a table of chat lines, no damage to ordinary text.
 
+Two kinds of evidence. The tables below (PII_CASES, CLEAN_CASES) are the examples the detectors were
+written and tuned against. The planted set and the clean set in tests/fixtures (pii_planted.jsonl,
+pii_clean.jsonl) were written before the detectors for dates of birth, postcodes, ZIP codes, IBANs,
+passport and plate numbers and handles existed, measured once on the old scrubber (recall 0.374, 68 of
+182 spans), and are never edited to suit the code: `bench/pii.py` defines when a planted span counts as
+caught, and the tests here use that same definition.
+"""
+
+import hashlib
+import importlib.util
 import re
+from pathlib import Path
 
 import pytest
 
@@ -147,6 +158,59 @@ PII_CASES = [
     ("me and jake went fishing", ["jake"], []),
     ("Mom, this is Ahmed, my lab partner", ["Ahmed"], []),
     ("Congrats Siobhan!!", ["Siobhan"], []),
+    # names in capitals, in lower case after another name, after a sign-off or a kinship title
+    ("tell JESSICA i'm on my way", ["JESSICA"], []),
+    ("ANDREW and i are coming", ["ANDREW"], []),
+    ("Name: ABIGAIL OKONJO\nPhone: 555-010-2233", ["ABIGAIL OKONJO", "555-010-2233"], []),
+    ("i'm Natalia Petrovna", ["Natalia Petrovna"], []),
+    ("Yours,\nWilhelmina Frost", ["Wilhelmina Frost"], []),
+    ("me and sophia and wilson went to the fair", ["sophia", "wilson"], []),
+    ("Tell Auntie Marguerite the cake was lovely", ["Marguerite"], []),
+    ("Emma and Paris are both on my list.", ["Emma"], ["Paris"]),  # an entity after "and" stays
+    # dates of birth, in any form, after (or before) a cue
+    ("I was born on 02/28/1979 in Ohio", ["02/28/1979"], ["Ohio"]),
+    ("DOB - 11.12.1965", ["11.12.1965"], []),
+    ("my date of birth is the 1st of May, 1988", ["1st of May, 1988"], []),
+    ("birthday: Sept 9, 1999", ["Sept 9, 1999"], []),
+    ("Born 1993/07/21 in Seoul", ["1993/07/21"], ["Seoul"]),
+    ("née le 3 mars 1990 à Lyon", ["3 mars 1990"], []),
+    ("12 December 1980 is my birthday", ["12 December 1980"], []),
+    # UK postcodes and US ZIP codes
+    ("my postcode's SW19 5AE", ["SW19 5AE"], []),
+    ("send it to CB2 1TN please", ["CB2 1TN"], []),
+    ("we're in ec1v 9hx", ["ec1v 9hx"], []),
+    ("zip code 94110", ["94110"], []),
+    ("Denver, CO 80202", ["80202"], []),
+    ("Boston, Massachusetts 02115", ["02115"], []),
+    ("mail it to 123 Main St, Anytown, NY 12345-6789", ["123 Main St", "12345-6789"], []),
+    # IBANs, passport and plate numbers
+    ("IBAN GB39 NWBK 6071 1834 8277 19", ["GB39 NWBK 6071 1834 8277 19"], []),
+    ("my iban is de44 5001 0517 5407 3249 31", ["de44 5001 0517 5407 3249 31"], []),
+    ("Pay to NL05INGB0007391524 today", ["NL05INGB0007391524"], []),
+    ("passport no. 912803746", ["912803746"], []),
+    ("My Reisepass number is C01X00T47", ["C01X00T47"], []),
+    ("her car reg is SK70 AWN", ["SK70 AWN"], []),
+    ("a van, KM66 TRD, blocked the drive", ["KM66 TRD"], []),
+    ("license plate: 6XYZ 123", ["6XYZ 123"], []),
+    # handles and usernames in profile URLs
+    ("follow @the_real_jen", ["the_real_jen"], []),
+    ("hmu on insta: jen.draws_22", ["jen.draws_22"], []),
+    ("my gamertag is xXSniperWolfXx99", ["xXSniperWolfXx99"], []),
+    ("linkedin.com/in/anna-kowalska", ["anna-kowalska"], []),
+    ("https://github.com/okwudili-dev/dotfiles", ["okwudili-dev"], []),
+    ("https://www.facebook.com/maria.gonzalez.5439", ["maria.gonzalez.5439"], []),
+    ("t.me/vladimir_k", ["vladimir_k"], []),
+    # addresses: Gardens, Heights, rue, PO Box, a flat before the number, German order
+    ("I live at 22 Acacia Gardens, Bristol", ["22 Acacia Gardens"], []),
+    ("send it to 4 Regent Heights", ["4 Regent Heights"], []),
+    ("PO Box 1234, Nairobi", ["PO Box 1234"], []),
+    ("j'habite 8 avenue de la République", ["8 avenue de la République"], []),
+    ("my address is 15 boulevard Saint-Germain", ["15 boulevard Saint-Germain"], []),
+    ("wohne in der Lindenstraße 14", ["Lindenstraße 14"], []),
+    ("Flat 2, 19 Orchard Rise", ["Flat 2, 19 Orchard Rise"], []),
+    # SSNs after a cue, with other words between
+    ("my SSN (from the W-2) is 123 45 6789", ["123 45 6789"], []),
+    ("my social is 078051120", ["078051120"], []),
 ]
 
 # Ordinary chat lines: they must come back unchanged. Entities in them are listed for the entity check.
@@ -228,6 +292,44 @@ CLEAN_CASES = [
     ("Let me know if you need anything, thanks!", []),
     ("I love the color violet.", []),
     ("The Christian holidays are in December.", []),
+    # traps for the detectors of dates of birth, postcodes, ZIP codes, IBANs, passports, plates, handles
+    ("We moved to Leeds in May 2021.", ["Leeds"]),
+    ("The project started on 2021-03-01 and ended 2022-01-31.", []),
+    ("Version 2.10.3 came out on 10/03/2023.", []),
+    ("He was born in May 1990 in Ohio.", ["Ohio"]),
+    ("My birthday is next Friday!", []),
+    ("Mozart was born on 27 January 1756.", ["Mozart"]),
+    ("The plate was delicious, 10/10.", []),
+    ("My car reg is due for renewal next month.", []),
+    ("My passport expires in 2026.", []),
+    ("Passport photos cost 15 pounds.", []),
+    ("My zip file is 20 MB.", []),
+    ("The BMW X5 is a big car.", ["BMW"]),
+    ("My PS4 2nd controller broke.", []),
+    ("b4 5pm please", []),
+    ("Order 10000-2000 units by Friday.", []),
+    ("Use @staticmethod for helpers and @dataclass for records.", []),
+    ("Meet me @ 5pm, or @7 at the latest.", []),
+    ("Ping @everyone in the channel.", []),
+    ("My instagram has 10.5k followers now.", []),
+    ("I spend 2hrs on tiktok every day.", []),
+    ("My twitter is down again.", []),
+    ("See twitter.com/search?q=cats or instagram.com/explore for ideas.", []),
+    ("PyTorch is on github.com/pytorch/pytorch.", ["PyTorch"]),
+    ("Social media is exhausting.", []),
+    ("The SSN field is mandatory.", []),
+    ("Dear Hiring Manager, please find my CV attached.", []),
+    ("Best regards,\nThe Support Team", []),
+    ("This is Spinal Tap.", []),
+    ("I'm Very Tired today.", []),
+    ("Me and Dad went fishing.", []),
+    ("LOL MY CAT JUST FELL OFF THE BED", []),
+    ("I'm JUST SO DONE with this, ASAP please", []),
+    ("We watched Wuthering Heights at Covent Garden.", []),
+    ("Check the DE10 model and the M25 and A1 roads.", []),
+    ("I need 3 Avenue Q tickets.", []),
+    ("ig its 2am already, ig 2nd place was better", []),
+    ("my birthday is in march 2 weeks from now", []),
 ]
 
 
@@ -385,3 +487,146 @@ def test_empty_and_plain_text():
     assert scrubber.find("") == []
     assert scrubber.scrub("") == ""
     assert scrubber.scrub("just some words\n") == "just some words\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The planted set and the clean set (tests/fixtures), measured as bench/pii.py measures them.
+
+ROOT = Path(__file__).resolve().parents[2]
+PLANTED_SHA256 = "96700f54c1af716c0bdcc231674ed275670c7fc5fd0419ff2547aaba9522d641"
+CLEAN_SHA256 = "0336b7385dd2d3fa3716ca9270bf8d5479b706dc892ea2b648020fe5725abfdc"
+ISSUE_KINDS = {"name", "email", "phone", "address", "ssn", "card", "ip", "dob", "postcode", "zip", "iban",
+               "passport", "plate", "handle", "url_user"}
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_pii", ROOT / "bench" / "pii.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def measured(bench):
+    return bench.measure()
+
+
+def test_planted_and_clean_sets_are_the_ones_measured_before_tuning(bench):
+    # Written before the new detectors and never edited since: a change here would make the recall figure
+    # a figure on data fitted to the code. Add new examples to the tables above instead.
+    assert hashlib.sha256(bench.PLANTED.read_bytes()).hexdigest() == PLANTED_SHA256
+    assert hashlib.sha256(bench.CLEAN.read_bytes()).hexdigest() == CLEAN_SHA256
+    planted, clean = bench.load(bench.PLANTED), bench.load(bench.CLEAN)
+    bench.check_planted(planted)
+    assert sum(len(item["spans"]) for item in planted) >= 120
+    assert {span["kind"] for item in planted for span in item["spans"]} == ISSUE_KINDS
+    assert len(clean) >= 150
+
+
+def test_planted_recall_is_at_least_098(measured):
+    assert measured["recall"] >= 0.98, [(kind, text) for kind, text, _ in measured["misses"]]
+
+
+def test_planted_recall_per_kind(measured):
+    # every kind the issue named is caught at least 9 times in 10 (one miss of 9-20 spans at most)
+    low = {kind: counts for kind, counts in measured["by_kind"].items() if counts[0] < 0.9 * counts[1]}
+    assert low == {}
+
+
+def test_clean_set_false_positives_stay_below_one_percent(measured):
+    # Bound: at most 1% of the clean sentences changed (1 of 172); at the time of writing none is.
+    assert len(measured["clean_changed"]) <= measured["clean_lines"] // 100, measured["clean_changed"]
+
+
+def test_caught_means_nothing_identifying_survives(bench):
+    scrub = lambda *outs: list(outs)  # noqa: E731
+    assert bench.caught("14 Primrose Gardens", scrub("at 41 [PII:0123456789] Gardens"))
+    assert not bench.caught("14 Primrose Gardens", scrub("at 41 Primrose Gardens"))
+    assert not bench.caught("14 Primrose Gardens", scrub("at 14 [PII:0123456789] Gardens"))
+    assert not bench.caught("+61 412 345 678", scrub("+61412345678"))  # separators changed, digits kept
+    # a redrawn group that comes out the same under one salt is chance; under all three it is a leak
+    assert bench.caught("+61 412 345 678", scrub("+82 412 907 113", "+13 288 345 901", "+44 512 766 210"))
+    assert not bench.caught("+61 412 345 678", scrub("+82 412 907 113", "+13 412 345 901", "+44 412 766 210"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The new kinds: what each replacement keeps, and what the validation lets through.
+
+
+def _only_span(text):
+    (span,) = Scrubber(SALT).find(text)
+    return span.kind, text[span.start : span.end]
+
+
+@pytest.mark.parametrize(
+    "text,kind,found",
+    [
+        ("born on 14/07/1989", "dob", "14/07/1989"),
+        ("my birthday is 3rd of March 1995", "dob", "3rd of March 1995"),
+        ("postcode SE15 4QT", "postcode", "SE15 4QT"),
+        ("Austin, TX 78704", "zip", "78704"),
+        ("IBAN GB39 NWBK 6071 1834 8277 19.", "iban", "GB39 NWBK 6071 1834 8277 19"),
+        ("passport number is 502913746", "passport", "502913746"),
+        ("reg LD68 VFP", "plate", "LD68 VFP"),
+        ("tag me @jules_b!", "handle", "jules_b"),
+        ("https://www.instagram.com/jenna.paints/", "handle", "jenna.paints"),
+        ("youtube.com/@grillmasterdan", "handle", "grillmasterdan"),
+        ("PO Box 4471", "address", "PO Box 4471"),
+        ("12 rue des Lilas", "address", "12 rue des Lilas"),
+    ],
+)
+def test_new_kinds_are_found_with_their_extent(text, kind, found):
+    assert _only_span(text) == (kind, found)
+
+
+def test_new_kinds_keep_their_shape():
+    scrubber = Scrubber(SALT)
+    iban = "GB39 NWBK 6071 1834 8277 19"
+    out = scrubber.scrub(f"IBAN {iban}")[len("IBAN ") :]
+    assert out != iban and out.startswith("GB") and len(out) == len(iban)
+    assert re.sub(r"[A-Z]", "A", re.sub(r"\d", "9", out)) == re.sub(r"[A-Z]", "A", re.sub(r"\d", "9", iban))
+    assert re.fullmatch(r"my postcode is [a-z]{2}\d [1-9][a-z]{2}", scrubber.scrub("my postcode is bs8 1tx"))
+    zip_code = scrubber.scrub("Austin, TX 78704")
+    assert re.fullmatch(r"Austin, TX \d{5}", zip_code) and zip_code != "Austin, TX 78704"
+    assert re.fullmatch(rf"born on {TOKEN.pattern}", scrubber.scrub("born on 14/07/1989"))
+    assert re.fullmatch(rf"tag me @{TOKEN.pattern}!", scrubber.scrub("tag me @jules_b!"))
+    assert re.fullmatch(r"send it to PO Box [1-9]\d{3}, Wellington", scrubber.scrub("send it to PO Box 4471, Wellington"))
+    assert re.fullmatch(rf"au [1-9]\d rue des {TOKEN.pattern}, à Nantes", scrubber.scrub("au 12 rue des Lilas, à Nantes"))
+    assert re.fullmatch(rf"[1-9] {TOKEN.pattern} Heights", scrubber.scrub("3 Kensington Heights"))
+    assert re.fullmatch(rf"Flat [1-9], [1-9]\d {TOKEN.pattern} Gardens", scrubber.scrub("Flat 5, 88 Rosebery Gardens"))
+    plate = scrubber.scrub("reg LD68 VFP")
+    assert re.fullmatch(r"reg [A-Z]{2}\d\d [A-Z]{3}", plate) and plate != "reg LD68 VFP"
+
+
+def test_same_code_same_replacement_within_a_release():
+    out = Scrubber(SALT).scrub("my postcode is SE15 4QT, yes SE15 4QT")
+    assert "SE15 4QT" not in out and out.count(out[len("my postcode is ") : len("my postcode is SE15 4QT")]) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ref GB12 NWBK 6071 1834 8277 19 on the invoice",  # IBAN-shaped, check digits wrong, no cue: not one
+        "delivered in May 2021, paid on 12/05/2021",  # dates, nobody's birthday
+        "Einstein was born on 14 March 1879.",  # too long ago to be anyone alive
+        "my PS4 2nd controller",  # "S4 2nd" is an ordinal, not a postcode
+        "the room was 12345 sq ft",  # five digits with no ZIP cue
+        "my passport photo is ready",
+        "use @property and @Override",
+        "my twitter is down",
+    ],
+)
+def test_validation_keeps_ordinary_text(text):
+    assert Scrubber(SALT).scrub(text) == text
+
+
+def test_iban_with_a_typo_is_still_scrubbed_after_a_cue():
+    out = Scrubber(SALT).scrub("wait sorry the iban is DE12 5001 0517 5407 3249 31")
+    assert "5407 3249" not in out and out.startswith("wait sorry the iban is DE")
+
+
+def test_iban_beats_the_card_number_inside_it():
+    text = "the rent goes to ES98 2038 5778 9830 0076 0236 every month"
+    found = [(s.kind, text[s.start : s.end]) for s in Scrubber(SALT).find(text)]
+    assert found == [("iban", "ES98 2038 5778 9830 0076 0236")]

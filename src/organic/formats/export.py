@@ -4,7 +4,8 @@ Formats: ``bb3x`` (the release format, one conversation per line), ``jsonl`` / `
 message table of ``organic.formats.rows``; ``hf`` is a ``datasets.DatasetDict`` by split, saved with
 ``save_to_disk``) and TRL training sets ``sft`` / ``kto`` / ``dpo``. Everything streams a batch at a time.
 With ``release``, only conversations whose user allowed public release are taken, PII is scrubbed,
-pseudonymous ids are re-hashed, and a data card is written beside the export.
+user, conversation and message ids are re-hashed (keyed by the release's secret salt, so a released id can be
+linked neither back to the store nor to another release), and a data card is written beside the export.
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ class ExportSummary:
     pii: Counter = field(default_factory=Counter)  # spans scrubbed, by kind
 
 
+# Where an import kept an id the store has no column for (an integer id, an id under the other sender's
+# name), by the kind of id it is: re-hashed like the record's own id, so the two still agree.
+_CONVERSATION_ID_KEYS = {"user_pseudo_id": "user", "userPseudoId": "user", "convo_id": "conversation",
+                         "convoId": "conversation", "chat_id": "conversation", "chatId": "conversation"}
+_MESSAGE_ID_KEYS = {"bot_message_id": "message", "human_message_id": "message", "botMessageId": "message",
+                    "humanMessageId": "message", "message_id": "message"}
+
+
 class _Release:
     """Scrubs a conversation for public release: PII in every text and trace, ids re-hashed under a secret salt."""
 
@@ -59,8 +68,16 @@ class _Release:
         self.scrubber = Scrubber(self.salt)
         self.found: Counter = Counter()
 
-    def _hash(self, value: str) -> str:
-        return hmac.new(self.salt, value.encode(), hashlib.sha256).hexdigest()[:16]
+    def _hash(self, kind: str, value: Any) -> str | None:
+        """HMAC of an id under the release's salt; the kind keeps a user id and an equal message id apart."""
+        if value is None:
+            return None
+        return hmac.new(self.salt, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()[:16]
+
+    def _extra(self, extra: dict | None, id_keys: dict[str, str]) -> dict | None:
+        if extra is None:
+            return None
+        return {k: self._hash(id_keys[k], v) if k in id_keys else self._deep(v) for k, v in extra.items()}
 
     def _text(self, text: str) -> str:
         spans = self.scrubber.find(text)
@@ -78,12 +95,14 @@ class _Release:
 
     def __call__(self, convo: ConversationRecord) -> ConversationRecord:
         messages = [
-            replace(m, text=self._text(m.text), traces=self._deep(m.traces), extra=self._deep(m.extra),
-                    free_text=self._deep(m.free_text))
+            replace(m, external_id=self._hash("message", m.external_id), text=self._text(m.text),
+                    traces=self._deep(m.traces), extra=self._extra(m.extra, _MESSAGE_ID_KEYS),
+                    free_text=self._deep(m.free_text), id=None)
             for m in convo.messages
         ]
-        return replace(convo, user_pseudo_id=self._hash(convo.user_pseudo_id), messages=messages,
-                       extra=self._deep(convo.extra))
+        return replace(convo, external_id=self._hash("conversation", convo.external_id),
+                       user_pseudo_id=self._hash("user", convo.user_pseudo_id), messages=messages,
+                       extra=self._extra(convo.extra, _CONVERSATION_ID_KEYS), id=None)
 
 
 def export(engine: Engine, fmt: str, out: Path, filters: Filters | None = None, *, release: bool = False,
@@ -209,12 +228,15 @@ Only conversations of people who confirmed they are 18 or older, accepted the te
 removed from the store and from every export made after their request.
 
 ## Personal information
-Personal names, e-mail addresses, phone numbers, street addresses, social security numbers, card numbers
-and IP addresses were detected in every text and trace and replaced: text by a keyed hash (HMAC-SHA256
-under a random key that was never stored, so it cannot be decoded; the same text maps to the same token
-within this release), digits of numeric PII (SSNs, card numbers, phone and street numbers) by random
-digits in the same format. Well-known entities (public figures, places, organisations) were kept.
-Pseudonymous user ids were re-hashed the same way. Spans replaced: {pii}.
+Personal names, e-mail addresses, phone numbers, street addresses and PO boxes, dates of birth, UK postcodes
+and US ZIP codes, social security, card, IBAN, passport and licence plate numbers, social-media handles
+(also in profile URLs) and IP addresses were detected in every text and trace and replaced: text by a keyed
+hash (HMAC-SHA256 under a random key that was never stored, so it cannot be decoded; the same text maps to
+the same token within this release), digits of numeric PII (SSNs, card, phone, ZIP and street numbers) by
+random digits in the same format, and the letters and digits of codes (postcodes, IBANs, passport and plate
+numbers) by random ones in the same format. Well-known entities (public figures, places, organisations)
+were kept. User, conversation and message ids were re-hashed the same way, so no released id matches an id
+in the store or in another release. Spans replaced: {pii}.
 Detection is automatic (patterns and name lists), so some PII may remain: report any you find.
 
 ## Format
