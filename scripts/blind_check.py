@@ -11,6 +11,10 @@ judge's, on the same replies.
     python scripts/blind_check.py fold RUN
         -> adds the read items to the judge's labelled set (src/organic/evaluate/labels/), once
 
+``--folder NAME`` (default ``blind``) keeps a further check of the same run apart; ``make --exclude blind`` leaves
+out the (model, context) pairs an earlier check already had read, so that more of a run's replies can be read and
+folded into the labelled set; ``score --folder blind2 --with blind`` scores the two checks together.
+
 RUN is a folder with ``eval/eval.json`` (``organic loop``) or ``eval.json`` (``organic eval``). A label is a
 judgement made by reading; this script never writes one.
 """
@@ -42,16 +46,21 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def make(run: Path, models: list[str], n: int, seed: int) -> None:
+def make(run: Path, models: list[str], n: int, seed: int, folder: str = "blind", exclude: tuple[str, ...] = ()) -> None:
     results = eval_results(run)
+    done = set()
+    for other in exclude:
+        if not (run / other / "key.json").is_file():
+            raise SystemExit(f"error: no blind check to exclude under {run / other} (no key.json)")
+        done |= {(w["model"], w["context"]) for w in json.loads((run / other / "key.json").read_text()).values()}
     missing = [m for m in models if m not in results["models"]]
     if missing:
         raise SystemExit(f"error: {', '.join(missing)} not in the eval; it has: {', '.join(results['models'])}")
     rng = random.Random(seed)
     chosen = sorted(rng.sample(range(len(results["contexts"])), min(n, len(results["contexts"]))))
-    rows = [(secrets.token_hex(5), model, i) for model in models for i in chosen]  # ids say nothing of the model
+    rows = [(secrets.token_hex(5), model, i) for model in models for i in chosen if (model, i) not in done]  # ids say nothing of the model
     rng.shuffle(rows)
-    out = run / "blind"
+    out = run / folder
     out.mkdir(parents=True, exist_ok=True)
     with (out / "items.jsonl").open("w") as f:
         for ident, model, i in rows:
@@ -59,13 +68,14 @@ def make(run: Path, models: list[str], n: int, seed: int) -> None:
                                ensure_ascii=False) + "\n")
     (out / "key.json").write_text(json.dumps({ident: {"model": model, "context": i, "reply_sha256": _digest(results["models"][model]["replies"][i])}
                                               for ident, model, i in rows}, indent=1))
-    print(f"{len(rows)} blind items ({len(chosen)} contexts x {len(models)} models) in {out / 'items.jsonl'}")
+    print(f"{len(rows)} blind items ({len(chosen)} contexts x {len(models)} models, {len(chosen) * len(models) - len(rows)} read before) "
+          f"in {out / 'items.jsonl'}")
 
 
-def read_check(run: Path) -> tuple[dict, dict, dict[str, dict]]:
-    """The eval results, the key and the readers' label rows (by id) of RUN's blind check, refused unless every
-    item has exactly one label and every reply is still the one that was read."""
-    results, folder = eval_results(run), run / "blind"
+def read_check(run: Path, name: str = "blind") -> tuple[dict, dict, dict[str, dict]]:
+    """The eval results, the key and the readers' label rows (by id) of RUN's blind check in ``name``, refused unless
+    every item has exactly one label and every reply is still the one that was read."""
+    results, folder = eval_results(run), run / name
     if not (folder / "key.json").is_file():
         raise SystemExit(f"error: no blind items under {folder}: run `make` first")
     if not (folder / "labels.jsonl").is_file():
@@ -90,16 +100,21 @@ def read_check(run: Path) -> tuple[dict, dict, dict[str, dict]]:
     return results, key, rows
 
 
-def score(run: Path) -> dict:
-    results, key, rows = read_check(run)
-    folder = run / "blind"
+def score(run: Path, name: str = "blind", also: tuple[str, ...] = ()) -> dict:
+    """The bad rate by reading next to the judge's, per model, on the contexts read for every model, from the
+    check in ``name`` and the checks in ``also`` together (written to ``name``'s report)."""
+    results, key, rows = read_check(run, name)
+    for other in also:
+        _, more_key, more_rows = read_check(run, other)
+        key, rows = key | more_key, rows | more_rows
+    folder = run / name
     labels = {ident: CrowdLabel.parse(row["label"]) for ident, row in rows.items()}
     by_model: dict[str, dict[int, CrowdLabel]] = {}
     for ident, where in key.items():
         by_model.setdefault(where["model"], {})[where["context"]] = labels[ident]
     models = list(dict.fromkeys(where["model"] for where in sorted(key.values(), key=lambda w: w["context"])))
     models.sort(key=list(results["models"]).index)  # the eval's order: the baseline first
-    contexts = sorted(by_model[models[0]])
+    contexts = sorted(set.intersection(*(set(by_model[m]) for m in models)))  # paired: read for every model
     report = {"contexts": len(contexts), "models": {}}
     first_bad = None
     for model in models:
@@ -120,12 +135,12 @@ def score(run: Path) -> dict:
     return report
 
 
-def fold(run: Path, into: Path = labelled.HOME) -> int:
+def fold(run: Path, into: Path = labelled.HOME, name: str = "blind") -> int:
     """Add RUN's blind items, with their readers' labels, to the labelled set the judge is fitted and tested on:
     they are labels made by reading, of replies from the models a loop trains. An item's conversation is the
     run's name and its opening message (the contexts of one simulated conversation share it), so the split
     keeps every context of a conversation on one side. Items already in the set are left as they are."""
-    results, key, rows = read_check(run)
+    results, key, rows = read_check(run, name)
     items, labels = into / labelled.ITEMS.name, into / labelled.LABELS.name
     known = {json.loads(line)["id"] for line in items.read_text(encoding="utf-8").splitlines() if line.strip()}
     settings = {k: v for k, v in results.get("settings", {}).items() if k in ("max_new_tokens", "temperature", "top_p", "engine")}
@@ -172,18 +187,22 @@ def main() -> None:
     made.add_argument("--models", nargs="+", required=True)
     made.add_argument("--n", type=int, default=150, help="contexts (each model's reply to each is read)")
     made.add_argument("--seed", type=int, default=0)
+    made.add_argument("--exclude", nargs="*", default=[], help="blind-check folders of RUN whose (model, context) pairs are left out")
     scored = commands.add_parser("score", help="bad rate by reading next to the judge's")
     scored.add_argument("run", type=Path)
+    scored.add_argument("--with", dest="also", nargs="*", default=[], help="other blind-check folders of RUN scored together with --folder")
     folded = commands.add_parser("fold", help="add the read items to the judge's labelled set")
     folded.add_argument("run", type=Path)
     folded.add_argument("--into", type=Path, default=labelled.HOME, help="the labelled set's folder (items.jsonl, labels.jsonl)")
+    for command in (made, scored, folded):
+        command.add_argument("--folder", default="blind", help="the blind check's folder under RUN")
     args = parser.parse_args()
     if args.command == "make":
-        make(args.run, args.models, args.n, args.seed)
+        make(args.run, args.models, args.n, args.seed, args.folder, tuple(args.exclude))
     elif args.command == "score":
-        score(args.run)
+        score(args.run, args.folder, tuple(args.also))
     else:
-        fold(args.run, args.into)
+        fold(args.run, args.into, args.folder)
 
 
 if __name__ == "__main__":

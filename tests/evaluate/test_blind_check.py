@@ -88,3 +88,27 @@ def test_fold_adds_read_items_to_the_labelled_set_once_split_by_conversation(tmp
     shared = {(i["conversation"], i["split"]) for i in new if i["context"][0] == opener}
     assert len(shared) == 1  # one opening message: one conversation, one split
     assert {row["labeller"] for row in labels[1:]} == {"reader-1"} and all(row["pass"] == 1 for row in labels[1:])
+
+
+def test_a_second_check_reads_only_what_the_first_did_not_and_both_score_together(tmp_path):
+    contexts = [[{"role": "user", "content": f"question {i}"}] for i in range(4)]
+    models = {m: {"replies": [f"{m} reply {i}" for i in range(4)], "labels": ["good"] * 4} for m in ("base", "tuned")}
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "eval.json").write_text(json.dumps({"contexts": contexts, "models": models}))
+    assert run("make", tmp_path, "--models", "base", "--n", "2").returncode == 0
+    assert "no blind check to exclude" in run("make", tmp_path, "--models", "base", "--folder", "b2", "--exclude", "nope").stderr
+    made = run("make", tmp_path, "--models", "base", "tuned", "--n", "4", "--folder", "b2", "--exclude", "blind")
+    assert made.returncode == 0, made.stderr
+    first = json.loads((tmp_path / "blind" / "key.json").read_text())
+    second = json.loads((tmp_path / "b2" / "key.json").read_text())
+    pairs = lambda key: {(w["model"], w["context"]) for w in key.values()}  # noqa: E731
+    assert not pairs(first) & pairs(second) and pairs(first) | pairs(second) == {(m, i) for m in models for i in range(4)}
+    for folder, key in (("blind", first), ("b2", second)):  # reading says: base bad everywhere, tuned nowhere
+        (tmp_path / folder / "labels.jsonl").write_text("".join(
+            json.dumps({"id": i, "label": "nonsensical" if w["model"] == "base" else "good", "labeller": "t"}) + "\n"
+            for i, w in key.items()))
+    scored = run("score", tmp_path, "--folder", "b2", "--with", "blind")
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads((tmp_path / "b2" / "report.json").read_text())
+    assert report["contexts"] == 4 and report["models"]["base"]["read_bad"]["count"] == 4
+    assert report["models"]["tuned"]["read_bad"]["count"] == 0
