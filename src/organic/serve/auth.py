@@ -44,6 +44,11 @@ def role_key(secret: str, role: str) -> str:
     return hmac.new(secret.encode(), f"organic-{role}-key".encode(), hashlib.sha256).hexdigest()
 
 
+def role_serializer(secret: str, role: str) -> URLSafeTimedSerializer:
+    """What signs and reads ``role``'s tokens: its own key (``role_key``) and the salt ``organic-<role>``."""
+    return URLSafeTimedSerializer(role_key(secret, role), salt=f"organic-{role}")
+
+
 def new_token_id() -> str:
     return secrets.token_urlsafe(12)  # 96 random bits, 16 characters
 
@@ -80,7 +85,7 @@ class Signer:
     role = "user"
 
     def __init__(self, key: str, max_age_days: float = 30, *, store: Engine | None = None):
-        self._serializer = URLSafeTimedSerializer(role_key(key, self.role), salt="organic-user")
+        self._serializer = role_serializer(key, self.role)
         self.max_age_s = int(max_age_days * 86400)
         self.store = store
 
@@ -149,7 +154,7 @@ class RoleTokens:
         self.key = secret_key or (hmac.new(admin_token.encode(), f"organic-{role}-tokens".encode(), hashlib.sha256).hexdigest()
                                   if admin_token else None)
         self.store = store
-        self._serializer = URLSafeTimedSerializer(role_key(self.key, role), salt=f"organic-{role}") if self.key else None
+        self._serializer = role_serializer(self.key, role) if self.key else None
 
     def issue(self, name: str) -> str:
         if not NAME.match(name):
@@ -202,7 +207,7 @@ def read_token(token: str, secret: str) -> TokenInfo:
     """The id, role and subject of ``token`` as the server whose secret key is ``secret`` reads it (expiry aside).
     A token no role's key verifies gives its id (unchecked) and no role: a server with this key refuses it anyway."""
     for role in ROLES:
-        serializer = URLSafeTimedSerializer(role_key(secret, role), salt=f"organic-{role}")
+        serializer = role_serializer(secret, role)
         try:
             data, issued = serializer.loads(token, return_timestamp=True)
         except BadSignature:

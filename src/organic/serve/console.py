@@ -28,14 +28,14 @@ from typing import Annotated, Literal
 from anyio import to_thread
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from organic.generate import Backend
 from organic.serve import panels
 from organic.serve.annotate import annotator_tokens
-from organic.serve.auth import NAME, RoleOut, require_admin, role_key
+from organic.serve.auth import NAME, RoleOut, require_admin, role_serializer
 from organic.serve.compare import rater_tokens
 from organic.serve.router import Router
 from organic.settings import Settings
@@ -70,7 +70,7 @@ class Sessions:
 
     def __init__(self, admin_token: str | None, secret_key: str):
         self.admin_token = admin_token
-        self._serializer = URLSafeTimedSerializer(role_key(secret_key, "console"), salt="organic-console")
+        self._serializer = role_serializer(secret_key, "console")
         self._fingerprint = (hmac.new(secret_key.encode(), f"console:{admin_token}".encode(), hashlib.sha256).hexdigest()
                              if admin_token else None)
 
