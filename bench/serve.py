@@ -60,7 +60,8 @@ def free_port() -> int:
 @contextmanager
 def server(database_url: str, home: Path, *args: str, env: dict | None = None):
     port = free_port()
-    env = {**os.environ, "ORGANIC_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
+    # every generated token counts, as for the plain engines: no trimming of cut-off replies to whole sentences
+    env = {**os.environ, "ORGANIC_HOME": str(home), "HF_HUB_OFFLINE": "1", "ORGANIC_TRIM_CUT_OFF": "0", **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "organic.cli", "serve", "--port", str(port),
                              "--database-url", database_url, *args], env=env)
     base = f"http://127.0.0.1:{port}"

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     session_days: float = Field(default=30, gt=0, description="Days a session token stays valid.")
     sessions_per_minute: int = Field(default=60, ge=1, description="New sessions one client address may start per minute (behind a proxy, run uvicorn with --forwarded-allow-ips so the address is the client's; raise it for `organic simulate --url`).")
     max_new_tokens: int = Field(default=64, description="Longest generated reply, in tokens.")
+    trim_cut_off: bool = Field(default=True, description="End a reply that the token limit cut off mid-sentence at its last whole sentence (recorded in its traces); bench/serve.py turns it off to count every generated token.")
     report_dir: Path | None = Field(default=None, description="Folder of the `organic analyze --out` report that the console at /admin serves; default <home>/report.")
     plan_refresh_s: float = Field(default=30, ge=0, description="Seconds between the server's looks at the serving plan in the store, which it then follows (`organic ab` / `promote` / `rollback`, another server's console, `organic loop --watch`); 0: only at start.")
     memory: bool = Field(default=False, description="Long-term memory as in BB3: remember what each side says about itself and recall it when relevant.")

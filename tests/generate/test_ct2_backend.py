@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from organic.generate import CT2Backend, GenerationError, GenerationSettings, generate_replies_ct2, make_backend
+from organic.generate.base import CUT_OFF
 from organic.generate.batch import generate_replies, load_causal_lm
 from organic.generate.ct2_backend import converted_model
 from organic.settings import Settings
@@ -70,6 +71,15 @@ def test_greedy_float32_equals_transformers(backend, transformers_model):
         assert len(deltas) > 1  # streamed token by token, not in one piece
         assert "".join(deltas) == reference(transformers_model, chat, GREEDY.max_new_tokens)
     assert backend.name == "ct2-float32" and backend.model_version.startswith(backend.path.name + "@")
+
+
+def test_a_reply_stopped_by_its_token_limit_ends_with_cut_off(backend, monkeypatch):
+    settings = GenerationSettings(do_sample=False, max_new_tokens=6)
+    deltas = asyncio.run(collect(backend, CHATS[0], settings))
+    assert deltas[-1] is CUT_OFF and sum(d is CUT_OFF for d in deltas) == 1
+    first = backend.tokenizer(deltas[0], add_special_tokens=False)["input_ids"][0]
+    monkeypatch.setattr(backend.engine, "stop_ids", backend.engine.stop_ids | {first})  # it ends its turn at once
+    assert not any(d is CUT_OFF for d in asyncio.run(collect(backend, CHATS[0], settings)))
 
 
 def test_offline_replies_equal_transformers_batch_replies(tiny_model_dir, ct2_home, transformers_model):

@@ -1,6 +1,7 @@
 import asyncio
 
 from organic.generate import EchoBackend, GenerationSettings
+from organic.generate.base import CUT_OFF
 
 
 def chat(text):
@@ -27,6 +28,9 @@ def test_echo_respects_max_new_tokens_and_empty_chat():
     backend = EchoBackend()
     assert asyncio.run(backend.generate(chat("one two three four five"), GenerationSettings(max_new_tokens=3))).count(" ") == 2
     assert asyncio.run(backend.generate([], GenerationSettings())) == "Hi! What would you like to talk about?"
+    cut = asyncio.run(collect(backend, chat("one two three four five"), GenerationSettings(max_new_tokens=3)))
+    whole = asyncio.run(collect(backend, chat("one two"), GenerationSettings()))
+    assert cut[-1] is CUT_OFF and not any(d is CUT_OFF for d in whole)
 
 
 def test_settings_to_json():

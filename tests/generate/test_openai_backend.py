@@ -4,15 +4,14 @@ import asyncio
 import json
 import re
 import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from organic.generate import GenerationError, GenerationSettings, OpenAIBackend
+from organic.generate.base import CUT_OFF
+from organic.serve.local import LocalServer
 
 received = []  # request bodies and auth headers the fake server saw
 
@@ -39,7 +38,7 @@ def fake_app() -> FastAPI:
             yield chunk({"role": "assistant"})
             for word in words:
                 yield chunk({"content": word})
-            yield chunk({}, finish="stop")
+            yield chunk({}, finish="length" if len(words) == body["max_tokens"] else "stop")
             yield 'data: {"object": "chat.completion.chunk", "choices": [], "usage": {"completion_tokens": 3}}\n\n'
             yield "data: [DONE]\n\n"
 
@@ -48,23 +47,10 @@ def fake_app() -> FastAPI:
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url():
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join()
+    with LocalServer(fake_app()) as url:
+        yield f"{url}/v1"
 
 
 def chat(text):
@@ -84,6 +70,8 @@ def test_streaming(base_url):
     assert auth == "Bearer secret"
     assert body["stream"] is True and body["seed"] == 5 and body["temperature"] == 0.7 and body["max_tokens"] == 64
     assert backend.name == "openai" and backend.model_version == "smollm2"
+    cut = asyncio.run(collect(backend, chat("how are you today"), GenerationSettings(max_new_tokens=3)))
+    assert "".join(cut) == "Fake reply to:" and cut[-1] is CUT_OFF and not any(d is CUT_OFF for d in deltas)
 
 
 def test_non_streaming_and_greedy(base_url):
@@ -103,8 +91,10 @@ def test_server_error_is_generation_error(base_url):
 
 
 def test_unreachable_server_is_generation_error():
-    backend = OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", "smollm2", timeout=5)
-    with pytest.raises(GenerationError):
-        asyncio.run(backend.generate(chat("hi"), GenerationSettings()))
-    with pytest.raises(GenerationError):
-        asyncio.run(collect(backend, chat("hi"), GenerationSettings()))
+    with socket.socket() as closed:  # bound but never listening: connections are refused, and no one else takes it
+        closed.bind(("127.0.0.1", 0))
+        backend = OpenAIBackend(f"http://127.0.0.1:{closed.getsockname()[1]}/v1", "smollm2", timeout=5)
+        with pytest.raises(GenerationError):
+            asyncio.run(backend.generate(chat("hi"), GenerationSettings()))
+        with pytest.raises(GenerationError):
+            asyncio.run(collect(backend, chat("hi"), GenerationSettings()))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from organic.generate import GenerationError, GenerationSettings, TransformersBackend, model_version
+from organic.generate.base import CUT_OFF
 
 GREEDY = GenerationSettings(do_sample=False)
 
@@ -82,8 +83,19 @@ def decode(backend, ids):
 
 def test_streams_text_in_several_deltas(backend):
     deltas = asyncio.run(collect(backend, chat("Tell me a story"), GenerationSettings(max_new_tokens=12, seed=0)))
-    assert len(deltas) >= 3 and all(deltas)
+    assert len(deltas) >= 3 and all(d for d in deltas if d is not CUT_OFF)
     assert "".join(deltas).strip()
+
+
+def test_a_reply_stopped_by_its_token_limit_ends_with_cut_off(backend, monkeypatch):
+    messages = chat("Tell me a story")
+    ids = reference(backend, messages, 6)
+    assert len(ids) == 6 and not set(ids) & backend.stop_ids  # the tiny model runs on to the limit
+    deltas = asyncio.run(collect(backend, messages, GenerationSettings(max_new_tokens=6, do_sample=False)))
+    assert deltas[-1] is CUT_OFF and sum(d is CUT_OFF for d in deltas) == 1
+    monkeypatch.setattr(backend, "stop_ids", backend.stop_ids | {ids[2]})  # now it ends its turn by itself
+    deltas = asyncio.run(collect(backend, messages, GenerationSettings(max_new_tokens=6, do_sample=False)))
+    assert deltas and not any(d is CUT_OFF for d in deltas)
 
 
 def test_concurrent_requests_share_batches_and_match_generate(backend, forward_calls):

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from support import both_databases
 from organic.generate import GenerationError
+from organic.generate.base import CUT_OFF
 from organic.store import Conversation, Feedback, Message, User
 from serving import ScriptedBackend, session
 
@@ -45,6 +46,54 @@ def test_a_turn_streams_and_is_stored_with_its_settings(make_client, store_engin
     read = client.get(f"/api/conversations/{cid}").json()
     assert [m["sender"] for m in read["messages"]] == ["human", "bot"]
     assert client.get("/api/conversations").json()[0]["messages"] == 2
+
+
+class CutOff(ScriptedBackend):
+    """Every reply stops at the token limit."""
+
+    async def stream(self, messages, settings):
+        async for delta in super().stream(messages, settings):
+            yield delta
+        yield CUT_OFF
+
+
+@pytest.mark.parametrize("backend, written, shown, trimmed", [
+    (CutOff, "I like tea. I'm also a fan", "I like tea.", 15),  # ends at its last whole sentence
+    (CutOff, "I'm also a fan", "I'm also a fan", 0),  # nothing whole to end at: kept, and the cut recorded
+    (CutOff, "I like tea. Me too!", "I like tea. Me too!", 0),  # the limit fell at a sentence's end
+    (ScriptedBackend, "I like tea. me too", "I like tea. me too", None),  # ended by the model: untouched
+])
+def test_a_reply_cut_off_mid_sentence_ends_at_its_last_whole_sentence(make_client, store_engine, backend, written,
+                                                                       shown, trimmed):
+    client = make_client([backend([written])])
+    session(client)
+    _, events = converse(client)
+    assert "".join(d["text"] for k, d in events if k == "delta").strip() == shown == events[-1][1]["text"]
+    with Session(store_engine) as s:
+        bot = s.scalar(select(Message).where(Message.external_id == events[-1][1]["id"]))
+        assert bot.text == shown and (bot.traces or {}).get("cut_off") == (None if trimmed is None else {"trimmed_chars": trimmed})
+
+
+def test_with_trimming_off_a_cut_off_reply_is_kept_and_the_cut_recorded(settings, store_engine):
+    from fastapi.testclient import TestClient
+
+    from organic.serve.app import create_app
+
+    app = create_app(settings.model_copy(update={"trim_cut_off": False}), [CutOff(["I like tea. I'm also a fan"])],
+                     engine=store_engine)
+    with TestClient(app) as client:
+        session(client)
+        _, events = converse(client)
+    assert events[-1][1]["text"] == "I like tea. I'm also a fan"
+    with Session(store_engine) as s:
+        assert s.scalar(select(Message).where(Message.external_id == events[-1][1]["id"])).traces["cut_off"] == {}
+
+
+def test_a_cut_inside_one_piece_of_text_keeps_its_whole_sentences():
+    from organic.serve.turn import _whole_sentences
+
+    assert _whole_sentences("", "Sure. I think that the") == ("Sure.", {"trimmed_chars": 17})
+    assert _whole_sentences("Well, ", "that (he said.) and then") == ("that (he said.)", {"trimmed_chars": 9})
 
 
 def test_non_streaming_reply(make_client):

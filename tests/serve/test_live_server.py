@@ -238,3 +238,13 @@ def test_nul_characters_and_huge_ids_get_a_clear_4xx(live_server):
         pass
     ok = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", json={"text": "still fine"}, headers=headers)
     assert ok.status_code == 200
+
+
+def test_session_cookie_is_secure_behind_https(live_server):
+    """Over plain HTTP the cookie cannot be Secure (the browser would drop it); behind a TLS proxy that uvicorn
+    trusts (X-Forwarded-Proto from 127.0.0.1) it must be, so it never travels unencrypted."""
+    base = live_server()
+    plain = httpx.post(f"{base}/api/session", json=CONSENT).headers["set-cookie"]
+    proxied = httpx.post(f"{base}/api/session", json=CONSENT, headers={"X-Forwarded-Proto": "https"}).headers["set-cookie"]
+    assert "HttpOnly" in plain and "SameSite=strict" in plain and "Secure" not in plain
+    assert "HttpOnly" in proxied and "SameSite=strict" in proxied and "Secure" in proxied

@@ -34,6 +34,7 @@ import numpy as np
 
 from organic.evaluate.judges import (CONTEXT_WINDOW, ORDER, _ARTEFACT, _failures, _text_scores, _topic_scores, ngrams,
                                      words)
+from organic.generate.base import unfinished
 
 EMBEDDING_SIZE = 384  # MiniLM: the reply's own embedding, which lets the judge learn what the words say
 STATE_LAYER, STATE_SIZE = 18, 576  # SmolLM2-135M-Instruct: 30 layers of width 576
@@ -55,7 +56,6 @@ LM_NAMES = frozenset(GROUPS["likelihood"] + GROUPS["state"])  # the signals that
 _BOILERPLATE = re.compile(r"\b(how (can|may) i (help|assist)|assist you|i'?m here to help|as an ai|language model|"
                           r"i'?m (just )?an? (ai|assistant|chatbot)|feel free to|let me know if|happy to help)\b", re.I)
 _APOLOGY = re.compile(r"\b(sorry|apologi[sz]e)\b", re.I)
-_CLOSED = re.compile(r"""[.!?)"'\]…:;*~]\s*$|[\U0001F300-\U0001FAFF\u2600-\u27BF]\s*$""")
 _SENTENCE = re.compile(r"[^.!?]+[.!?]+")
 
 
@@ -75,7 +75,7 @@ def text_signals(context: Sequence[dict], reply: str, base: dict[str, float] | N
     content = [w for w in mine if len(w) > 3]
     return {
         "log_words": math.log1p(len(mine)),
-        "unfinished": float(bool(reply.strip()) and not _CLOSED.search(reply)),
+        "unfinished": float(unfinished(reply)),
         "rep3": base["repetition"],
         "bot_overlap": base["bot_overlap"],
         "user_word_share": _share_in(content, user_words),

@@ -8,9 +8,27 @@ not apply safety checks or store anything: the server does both around them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Protocol
+
+_CLOSED = re.compile(r"""[.!?)"'\]…:;*~]\s*$|[\U0001F300-\U0001FAFF\u2600-\u27BF]\s*$""")
+
+
+class _CutOff(str):
+    pass
+
+
+CUT_OFF = _CutOff("")
+"""The last delta of a reply that stopped at its ``max_new_tokens`` rather than at its end of turn: an empty
+string, so that joining a stream is unchanged, told apart by identity (``delta is CUT_OFF``)."""
+
+
+def unfinished(text: str) -> bool:
+    """True for text that stops without closing punctuation (or an emoji): what a reply cut off at its token
+    limit looks like, mid-sentence."""
+    return bool(text.strip()) and not _CLOSED.search(text)
 
 
 class GenerationError(RuntimeError):
@@ -41,7 +59,8 @@ class Backend(Protocol):
     model_version: str  # stable identifier of the weights that write the replies
 
     def stream(self, messages: list[dict], settings: GenerationSettings) -> AsyncIterator[str]:
-        """Yield the reply as text deltas; raise ``GenerationError`` if the model fails."""
+        """Yield the reply as text deltas, then ``CUT_OFF`` if it stopped at ``settings.max_new_tokens``; raise
+        ``GenerationError`` if the model fails."""
         ...
 
     async def generate(self, messages: list[dict], settings: GenerationSettings) -> str:

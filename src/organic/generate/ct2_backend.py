@@ -44,7 +44,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from organic.generate.base import Backend, GenerationError, GenerationSettings
+from organic.generate.base import CUT_OFF, Backend, GenerationError, GenerationSettings
 from organic.generate.batch import Reply, model_loading, written_aside
 from organic.generate.transformers_backend import CANDIDATES, content_version, encode_chat, model_version
 from organic.settings import get_settings
@@ -257,6 +257,8 @@ class CT2Backend(Backend):
             text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
         if text.startswith(sent) and len(text) > len(sent):
             yield text[len(sent) :]
+        if len(token_ids) >= settings.max_new_tokens:  # stop tokens are never kept: it ran out of room
+            yield CUT_OFF
 
     def close(self) -> None:
         """Stop the workers once the batches in flight are done (requests still waiting get ``GenerationError``)."""

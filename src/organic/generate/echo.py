@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 
-from organic.generate.base import Backend, GenerationSettings
+from organic.generate.base import CUT_OFF, Backend, GenerationSettings
 
 OPENERS = ("You said:", "I heard:", "Echo:", "So you're saying:")
 
@@ -23,9 +23,12 @@ class EchoBackend(Backend):
         self.model_version = model_version  # another name only to stand in for a version in A/B dry runs
 
     async def stream(self, messages: list[dict], settings: GenerationSettings) -> AsyncIterator[str]:
-        for word in re.findall(r"\s*\S+", self.reply(messages))[: settings.max_new_tokens]:
+        words = re.findall(r"\s*\S+", self.reply(messages))
+        for word in words[: settings.max_new_tokens]:
             yield word
             await asyncio.sleep(0)  # let other requests run between words, as a real stream would
+        if len(words) > settings.max_new_tokens:
+            yield CUT_OFF
 
     @staticmethod
     def reply(messages: list[dict]) -> str:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from organic.generate.base import Backend, GenerationError, GenerationSettings
+from organic.generate.base import CUT_OFF, Backend, GenerationError, GenerationSettings
 
 
 class OpenAIBackend(Backend):
@@ -41,6 +41,8 @@ class OpenAIBackend(Backend):
                         for choice in json.loads(data).get("choices") or []:  # a final usage-only chunk has no choices
                             if content := (choice.get("delta") or {}).get("content"):
                                 yield content
+                            if choice.get("finish_reason") == "length":
+                                yield CUT_OFF
         except (httpx.HTTPError, json.JSONDecodeError) as e:
             raise GenerationError(f"{self._url}: {type(e).__name__}: {e}") from e
 

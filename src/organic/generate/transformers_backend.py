@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from organic.generate.base import Backend, GenerationError, GenerationSettings
+from organic.generate.base import CUT_OFF, Backend, GenerationError, GenerationSettings
 from organic.generate.batch import check_loaded, model_loading
 from organic.settings import get_settings
 
@@ -299,12 +299,14 @@ class _Row:
                 self.request.send(text[len(self.sent) :])
                 self.sent = text
         if is_stop or len(self.token_ids) >= self.settings.max_new_tokens:
-            self.finish()
+            self.finish(cut_off=not is_stop)
 
-    def finish(self) -> None:
+    def finish(self, cut_off: bool = False) -> None:
         text = self.tokenizer.decode(self.token_ids, skip_special_tokens=True)
         if text.startswith(self.sent) and len(text) > len(self.sent):
             self.request.send(text[len(self.sent) :])
+        if cut_off:
+            self.request.send(CUT_OFF)
         self.request.finished = True
         self.request.send(_DONE)
 

@@ -27,7 +27,7 @@ from organic.generate import Backend, GenerationSettings
 from organic.serve.annotate import annotation_router
 from organic.serve.compare import compare_router
 from organic.serve.console import console_router
-from organic.serve.auth import COOKIE, Caller, Signer, require_admin, secret_key
+from organic.serve.auth import COOKIE, Caller, Signer, require_admin, secret_key, set_cookie
 from organic.serve.chat import ChatStore, Consent, Forbidden, Invalid, NotFound
 from organic.serve.router import Router
 from organic.serve.turn import Event, Turns
@@ -96,7 +96,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
     key = secret_key(settings.secret_key, settings.home)
     signer = Signer(key, settings.session_days, store=engine)  # revocations live in the real store, for every user
     router = Router(backends, shares)
-    turns = Turns(router, memory=settings.memory)
+    turns = Turns(router, memory=settings.memory, trim_cut_off=settings.trim_cut_off)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -164,7 +164,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
 
     # session --------------------------------------------------------------------------------------------
     @app.post("/api/session", response_model=SessionOut, tags=["session"])
-    async def start_session(body: SessionIn, response: Response) -> SessionOut:
+    async def start_session(body: SessionIn, request: Request, response: Response) -> SessionOut:
         """Accept the terms and get a pseudonymous session (also set as the ``organic`` cookie)."""
         if not body.age_confirmed:
             raise HTTPException(422, "you must confirm that you are 18 or older to chat")
@@ -178,7 +178,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
             expired = datetime.now(timezone.utc) - timedelta(seconds=signer.max_age_s)
             await to_thread.run_sync(stores[False].prune_users, expired)
         token = signer.token(Caller(pseudo_id, body.save_conversations))
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=signer.max_age_s)
+        set_cookie(response, request, COOKIE, token, signer.max_age_s)
         return SessionOut(token=token, user_id=pseudo_id, save_conversations=body.save_conversations)
 
     @app.get("/api/me", tags=["session"])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Response
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
@@ -118,6 +118,13 @@ class Signer:
         """Revoke the session token ``caller`` came with (logging out): refused from now on, after restarts too."""
         if self.store is not None and caller.token_id:
             token_ids.revoke(self.store, caller.token_id, self.role)
+
+
+def set_cookie(response: Response, request: Request, name: str, token: str, max_age_s: int) -> None:
+    """A session cookie as every page of the server sets one: HttpOnly, SameSite=Strict, and Secure when the
+    request came over HTTPS (directly, or through a proxy uvicorn trusts with ``X-Forwarded-Proto``)."""
+    response.set_cookie(name, token, max_age=max_age_s, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
 
 
 def require_admin(request: Request, admin_token: str | None) -> None:

@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 from organic.generate import Backend
 from organic.serve import panels
 from organic.serve.annotate import annotator_tokens
-from organic.serve.auth import NAME, RoleOut, require_admin, role_serializer
+from organic.serve.auth import NAME, RoleOut, require_admin, role_serializer, set_cookie
 from organic.serve.compare import rater_tokens
 from organic.serve.router import Router
 from organic.settings import Settings
@@ -145,8 +145,7 @@ def console_router(engine: Engine, settings: Settings, router: Router, *, secret
     @api.post("/api/admin/console/login", tags=["admin"])
     def login(body: LoginIn, request: Request, response: Response) -> dict:
         """Open a console session: the admin token in the body, a session cookie back (HttpOnly, SameSite=Strict)."""
-        response.set_cookie(COOKIE, sessions.open(body), max_age=SESSION_HOURS * 3600, httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+        set_cookie(response, request, COOKIE, sessions.open(body), SESSION_HOURS * 3600)
         return {"who": body.name}
 
     @api.post("/api/admin/console/logout", tags=["admin"])

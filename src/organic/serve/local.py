@@ -17,14 +17,14 @@ class LocalServer:
     """A uvicorn server for an app on 127.0.0.1 in a background thread (when no --url is given)."""
 
     def __init__(self, app, port: int = 0):
-        if not port:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                                    timeout_keep_alive=KEEP_ALIVE_S))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        # the socket is bound here and handed to uvicorn, so no other process can take the port between a probe
+        # and the bind (port 0: any free one)
+        self.socket = socket.socket()
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", port))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
     def __enter__(self) -> str:
         self.thread.start()
@@ -38,3 +38,4 @@ class LocalServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+        self.socket.close()

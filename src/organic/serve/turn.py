@@ -21,6 +21,7 @@ from typing import Any
 from anyio import to_thread
 
 from organic.generate import Backend, GenerationError, GenerationSettings
+from organic.generate.base import CUT_OFF, unfinished
 from organic.safety import canned_reply, check
 from organic.serve.chat import ChatStore
 from organic.serve.memory import Recall, recall
@@ -31,6 +32,7 @@ from organic.taxonomy import InteractionFailure, Sender
 FEEDBACK_QUESTION = "Sorry about that! What should I have said instead?"
 FEEDBACK_THANKS_REPLY = "Thanks, that helps me learn! What else would you like to talk about?"
 SENTENCE_END = re.compile(r"[.!?\n]\s*$")
+_INNER_END = re.compile(r"""[.!?…][)"'\]]*(?=\s)""")  # a sentence that ends inside a piece of text
 CHECK_EVERY_CHARS = 120  # a long run without sentence end is checked and sent anyway
 
 
@@ -41,8 +43,10 @@ class Event:
 
 
 class Turns:
-    def __init__(self, router: Router, *, rng: random.Random | None = None, memory: bool = False):
+    def __init__(self, router: Router, *, rng: random.Random | None = None, memory: bool = False,
+                 trim_cut_off: bool = True):
         self.router = router
+        self.trim_cut_off = trim_cut_off  # a reply cut off mid-sentence ends at its last whole sentence
         self.rng = rng or random.Random()
         self.memory = memory  # long-term memory (``organic.serve.memory``)
 
@@ -82,9 +86,13 @@ class Turns:
         failure: InteractionFailure | None = InteractionFailure.UNSAFE_HUMAN if verdict.blocked else None
         topic = verdict.sensitive_topic
         shown, pending, bot_verdict = "", "", None
+        cut: dict[str, Any] | None = None  # set when the reply stopped at its token limit
         if failure is None:
             try:
                 async for delta in _stream(backend, chat, settings):
+                    if delta is CUT_OFF:
+                        cut = {}
+                        continue
                     timings.setdefault("first_token_s", round(time.perf_counter() - started, 4))
                     pending += delta
                     if SENTENCE_END.search(pending) or len(pending) >= CHECK_EVERY_CHARS:
@@ -94,6 +102,8 @@ class Turns:
                             break
                         yield Event("delta", {"text": pending})
                         shown, pending = shown + pending, ""
+                if failure is None and cut is not None and self.trim_cut_off:
+                    pending, cut = _whole_sentences(shown, pending)
                 if failure is None and pending:
                     bot_verdict = await to_thread.run_sync(check, shown + pending)
                     if bot_verdict.blocked:
@@ -127,6 +137,8 @@ class Turns:
                 "from_model_crash": failure is InteractionFailure.MODEL_CRASH,
             }
             fields["traces"]["blocked"] = {"failure": failure.value, "topic": topic, "candidate_chars": len(shown + pending)}
+        if cut is not None:
+            fields["traces"]["cut_off"] = cut
         if memory is not None:
             fields["traces"] |= memory.traces()
         reply = await to_thread.run_sync(lambda: store.add_message(
@@ -141,6 +153,22 @@ class Turns:
         moved on."""
         return await to_thread.run_sync(lambda: store.add_message(
             pseudo_id, conversation_id, Sender.BOT, FEEDBACK_QUESTION, after=after, traces={"module": FEEDBACK_REQUEST}))
+
+
+def _whole_sentences(shown: str, pending: str) -> tuple[str, dict[str, Any]]:
+    """A reply cut off at its token limit, mid-sentence ("I'm also a fan"), ends at its last whole sentence
+    instead, when it has one. ``shown`` has been sent; ``pending``, its unsent tail, is what can go.
+    Returns what of ``pending`` to keep and what to record about the cut."""
+    ends = list(_INNER_END.finditer(pending))
+    if not unfinished(shown + pending):
+        keep = pending  # the limit fell right at a sentence's end
+    elif ends:
+        keep = pending[: ends[-1].end()]
+    elif shown.strip() and not unfinished(shown):
+        keep = ""
+    else:
+        keep = pending  # no whole sentence to end at: the reply stays as it is
+    return keep, {"trimmed_chars": len(pending) - len(keep)}
 
 
 async def _stream(backend: Backend, history: list[dict], settings: GenerationSettings) -> AsyncIterator[str]:
