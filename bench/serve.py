@@ -1,6 +1,7 @@
 """Load on a real uvicorn server (`organic serve` in its own process) over HTTP.
 
     python bench/serve.py --part echo     # 1, 16, 64 concurrent clients chatting and rating; SQLite and PostgreSQL
+    python bench/serve.py --part mixed    # 64 unsaved + 64 saved users, 1,000 ratings on one reply, a kill -9
     python bench/serve.py --part model    # the bundled SmolLM2: server tokens/s for 1 and 8 users vs plain engines
     python bench/serve.py --part model --sweep --replies 4 --phase 2    # and the ct2 thread settings
     python bench/serve.py                 # both
@@ -8,6 +9,10 @@
 Echo part: each client accepts the terms, starts a conversation and sends messages (replies streamed as
 server-sent events), rating every second reply. Prints requests/s, p50 / p99 latency, and the number of
 acknowledged messages and ratings against the rows found in the store afterwards (zero lost is the goal).
+Mixed part (echo backend, SQLite and PostgreSQL): 64 users who do not save and 64 who do chat and rate at once
+(server errors and lost writes counted, 0 the goal); 1,000 parallel ratings, up and down, on one reply (0 errors,
+one rating row and at most one follow-up question); 32 users chatting when the server gets a kill -9 (0
+acknowledged messages or ratings lost).
 Model part: 1 user, then 8 at once, continue their conversations through each engine called directly in this
 process (transformers `generate`, CTranslate2 `generate_batch` in int8 and float32; the users' chats as one
 batch per reply) and through a server on each (`--backend transformers`, `--backend ct2` int8 and float32;
@@ -59,9 +64,18 @@ def free_port() -> int:
 
 @contextmanager
 def server(database_url: str, home: Path, *args: str, env: dict | None = None):
+    with server_process(database_url, home, *args, env=env) as (base, _):
+        yield base
+
+
+@contextmanager
+def server_process(database_url: str, home: Path, *args: str, env: dict | None = None):
+    """``organic serve`` in its own process on ``database_url``: (its URL, the process)."""
     port = free_port()
     # every generated token counts, as for the plain engines: no trimming of cut-off replies to whole sentences
-    env = {**os.environ, "ORGANIC_HOME": str(home), "HF_HUB_OFFLINE": "1", "ORGANIC_TRIM_CUT_OFF": "0", **(env or {})}
+    # and all the load comes from one address: no limit on new sessions
+    env = {**os.environ, "ORGANIC_HOME": str(home), "HF_HUB_OFFLINE": "1", "ORGANIC_TRIM_CUT_OFF": "0",
+           "ORGANIC_SESSIONS_PER_MINUTE": "1000000", **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "organic.cli", "serve", "--port", str(port),
                              "--database-url", database_url, *args], env=env)
     base = f"http://127.0.0.1:{port}"
@@ -75,9 +89,10 @@ def server(database_url: str, home: Path, *args: str, env: dict | None = None):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the server did not start") from None
                 time.sleep(0.5)
-        yield base
+        yield base, proc
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         proc.wait(30)
 
 
@@ -163,6 +178,156 @@ def echo_part(database_url: str, label: str, home: Path, turns: int) -> None:
     engine.dispose()
     print(f"{label} echo: acknowledged {total['messages']} messages / {total['ratings']} ratings, "
           f"stored {stored} / {rated}: {total['messages'] - stored} messages and {total['ratings'] - rated} ratings lost")
+
+
+# mixed load: unsaved and saved users, a rating storm, a kill -9 ------------------------------------------
+async def mixed_client(http: httpx.AsyncClient, save: bool, turns: int, tally: dict, acked: list | None = None) -> None:
+    """One user (saving their conversation or not) chatting and rating the model's replies, down then up in turn
+    (after a thumbs down their next message answers "what should I have said?"). A refused request (4xx), a
+    server error (5xx) or a dropped connection is counted in ``tally`` and ends the user's session; ``acked``
+    collects (message id, thumb or None) for each write the server acknowledged."""
+
+    def failed(r: httpx.Response) -> bool:
+        tally["requests"] += 1
+        if not r.is_success:
+            tally["errors" if r.status_code >= 500 else "refused"] += 1
+        return not r.is_success
+
+    try:
+        session = await http.post("/api/session", json={**CONSENT, "save_conversations": save})
+        if failed(session):
+            return
+        headers = {"Authorization": f"Bearer {session.json()['token']}"}
+        started = await http.post("/api/conversations", headers=headers)
+        if failed(started):
+            return
+        rated = 0
+        for turn in range(turns):
+            r = await http.post(f"/api/conversations/{started.json()['id']}/messages?stream=false",
+                                json={"text": f"message {turn}: how was your day?"}, headers=headers)
+            if failed(r):
+                return
+            reply = r.json()["reply"]
+            if acked is not None:
+                acked += [(r.json()["human"]["id"], None), (reply["id"], None)]
+            if reply["module"] is not None:  # the thanks for an answer to "what should I have said?"
+                continue
+            thumb, rated = ("down", "up")[rated % 2], rated + 1
+            r = await http.put(f"/api/messages/{reply['id']}/rating", headers=headers,
+                               json={"thumb": thumb, "reason": None if thumb == "up" else "other"})
+            if failed(r):
+                return
+            if acked is not None:
+                acked.append((reply["id"], thumb))
+    except httpx.TransportError:
+        tally["dropped"] += 1
+
+
+async def rating_storm(http: httpx.AsyncClient, n: int) -> tuple[str, dict, list[str]]:
+    """``n`` parallel ratings, up and down, on one reply of one saved user: (its id, status counts, the thumbs
+    acknowledged, in the order their answers came back)."""
+    headers = {"Authorization": f"Bearer {(await http.post('/api/session', json=CONSENT)).json()['token']}"}
+    cid = (await http.post("/api/conversations", headers=headers)).json()["id"]
+    reply = (await http.post(f"/api/conversations/{cid}/messages?stream=false", json={"text": "hi"}, headers=headers)).json()["reply"]
+    statuses: dict[int, int] = {}
+    acked: list[str] = []
+
+    async def rate(i: int) -> None:
+        thumb = "up" if i % 2 else "down"
+        r = await http.put(f"/api/messages/{reply['id']}/rating", headers=headers,
+                           json={"thumb": thumb, "reason": None if thumb == "up" else "other"})
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        if r.status_code == 200:
+            acked.append(thumb)
+
+    await asyncio.gather(*(rate(i) for i in range(n)))
+    return reply["id"], statuses, acked
+
+
+def stored(database_url: str, acked: list[tuple[str, str | None]]) -> tuple[int, int]:
+    """Of the acknowledged writes ``acked`` ((message id, None) for a message, (message id, thumb) for a rating),
+    how many messages and ratings the store lacks."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            ids = {i for i, _ in acked}
+            found = set(conn.execute(select(Message.external_id).where(Message.external_id.in_(ids))).scalars())
+            thumbs = dict(conn.execute(select(Message.external_id, Feedback.thumb).join(Feedback, Feedback.message_id == Message.id)
+                                       .where(Message.external_id.in_(ids))).all())
+    finally:
+        engine.dispose()
+    last: dict[str, str] = {}
+    for i, thumb in acked:
+        if thumb is not None:
+            last[i] = thumb  # each client rates a reply once; the latest acknowledged thumb is what must be there
+    return (sum(i not in found for i, thumb in acked if thumb is None),
+            sum(thumbs.get(i) != thumb for i, thumb in last.items()))
+
+
+def kill_mid_load(database_url: str, home: Path, clients: int, turns: int, after: int) -> dict:
+    """``clients`` saved users chat and rate; once ``after`` writes are acknowledged the server gets a kill -9.
+    Returns the acknowledged writes and how many of them the store lacks (after the kill, with no restart)."""
+    acked: list[tuple[str, str | None]] = []
+    tally = {"requests": 0, "errors": 0, "refused": 0, "dropped": 0}
+    with server_process(database_url, home, "--backend", "echo") as (base, proc):
+        async def main():
+            async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=clients + 4)) as http:
+                load = asyncio.gather(*(mixed_client(http, True, turns, tally, acked) for _ in range(clients)))
+                while len(acked) < after and not load.done():
+                    await asyncio.sleep(0.01)
+                proc.kill()  # SIGKILL: no shutdown, no flush
+                await load
+
+        asyncio.run(main())
+    lost_messages, lost_ratings = stored(database_url, acked)
+    return {"messages": sum(t is None for _, t in acked), "ratings": sum(t is not None for _, t in acked),
+            "lost_messages": lost_messages, "lost_ratings": lost_ratings, "dropped": tally["dropped"]}
+
+
+def mixed_load(database_url: str, home: Path, *, users: int = 64, turns: int = 10, storm: int = 1000) -> dict:
+    """``users`` unsaved and ``users`` saved users at once, then ``storm`` parallel ratings on one reply, against
+    an echo server: server errors, dropped connections, acknowledged writes of the saved users the store lacks,
+    and what the storm left (its statuses, the rating rows of its reply, the follow-up questions after it)."""
+    with server(database_url, home, "--backend", "echo") as base:
+        async def main():
+            tally = {"requests": 0, "errors": 0, "refused": 0, "dropped": 0}
+            acked: list = []
+            async with httpx.AsyncClient(base_url=base, timeout=600, limits=httpx.Limits(max_connections=2 * users + 4)) as http:
+                started = time.perf_counter()
+                await asyncio.gather(*(mixed_client(http, save, turns, tally, acked if save else None)
+                                       for save in (False, True) for _ in range(users)))
+                tally["seconds"] = time.perf_counter() - started
+                return tally, acked, await rating_storm(http, storm)
+
+        tally, acked, (reply_id, statuses, _) = asyncio.run(main())
+    lost_messages, lost_ratings = stored(database_url, acked)
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            reply = conn.execute(select(Message.conversation_id, Message.position).where(Message.external_id == reply_id)).one()
+            rows = conn.execute(select(Feedback.thumb).join(Message, Feedback.message_id == Message.id)
+                                .where(Message.external_id == reply_id)).scalars().all()
+            questions = conn.execute(select(func.count()).select_from(Message).where(
+                Message.conversation_id == reply.conversation_id, Message.position > reply.position)).scalar_one()
+    finally:
+        engine.dispose()
+    return {**tally, "lost_messages": lost_messages, "lost_ratings": lost_ratings, "storm": statuses,
+            "storm_rows": rows, "storm_questions": questions}
+
+
+def mixed_part(database_url: str, label: str, home: Path, turns: int) -> None:
+    """64 unsaved and 64 saved users at once, 1,000 parallel ratings on one reply, and a kill -9 mid-load."""
+    m = mixed_load(database_url, home, users=64, turns=turns, storm=1000)
+    print(f"{label} mixed: 64 unsaved + 64 saved users, {m['requests']} requests in {m['seconds']:.1f} s: "
+          f"{m['errors']} server errors, {m['refused']} refused, {m['dropped']} dropped connections; saved users' "
+          f"acknowledged writes lost: "
+          f"{m['lost_messages']} messages, {m['lost_ratings']} ratings")
+    print(f"{label} mixed: 1,000 parallel ratings on one reply: statuses {dict(sorted(m['storm'].items()))}; "
+          f"{len(m['storm_rows'])} rating row(s) stored ({', '.join(m['storm_rows'])}), {m['storm_questions']} "
+          f"follow-up question(s) (one row and at most one question expected)")
+    killed = kill_mid_load(database_url, home, 32, turns, after=200)
+    print(f"{label} mixed: kill -9 after {killed['messages']} messages and {killed['ratings']} ratings acknowledged "
+          f"({killed['dropped']} connections cut): lost {killed['lost_messages']} messages, {killed['lost_ratings']} ratings")
 
 
 @dataclass
@@ -338,7 +503,7 @@ def model_part(home: Path, replies: int, phase: int, sweep: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["echo", "model", "all"], default="all")
+    parser.add_argument("--part", choices=["echo", "mixed", "model", "all"], default="all")
     parser.add_argument("--turns", type=int, default=10, help="messages per client in the echo part")
     parser.add_argument("--replies", type=int, default=8, help="replies per user in the model part")
     parser.add_argument("--phase", type=int, default=4, help="replies per user before the model part switches ways")
@@ -347,11 +512,13 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        if args.part in ("echo", "all"):
-            echo_part(f"sqlite:///{home / 'echo.db'}", "sqlite", home, args.turns)
+        for name, part in (("echo", echo_part), ("mixed", mixed_part)):  # each on SQLite, then PostgreSQL
+            if args.part not in (name, "all"):
+                continue
+            part(f"sqlite:///{home / name}.db", "sqlite", home, args.turns)
             if args.postgres_url:
                 with scratch_postgres(args.postgres_url) as url:
-                    echo_part(url, "postgresql", home, args.turns)
+                    part(url, "postgresql", home, args.turns)
             else:
                 print("postgresql: skipped (set ORGANIC_TEST_POSTGRES_URL)")
         if args.part in ("model", "all"):

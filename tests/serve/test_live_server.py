@@ -213,7 +213,7 @@ def test_limits_refuse_huge_bodies_and_session_floods_without_echoing_input(sett
 
 
 @both_databases
-def test_nul_characters_and_huge_ids_get_a_clear_4xx(live_server):
+def test_nul_characters_lone_surrogates_and_huge_ids_get_a_clear_4xx(live_server):
     base = live_server()
     headers = {"Authorization": f"Bearer {token(base)}"}
     cid = httpx.post(f"{base}/api/conversations", headers=headers).json()["id"]
@@ -222,6 +222,13 @@ def test_nul_characters_and_huge_ids_get_a_clear_4xx(live_server):
     typed = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", json={"text": "what is \\u0000 in JSON?"},
                        headers=headers)  # the letters a user typed, not a NUL
     assert typed.status_code == 200, typed.text
+    as_json = {**headers, "content-type": "application/json"}
+    lone = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", content=rb'{"text": "half \ud800 a pair"}',
+                      headers=as_json)  # not text: no database can store it
+    assert lone.status_code == 422 and "surrogate" in lone.json()["detail"]
+    pair = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", content=rb'{"text": "a smile \ud83d\ude00"}',
+                      headers=as_json)  # both halves: one character
+    assert pair.status_code == 200 and pair.json()["human"]["text"] == "a smile \U0001F600"
     assert httpx.get(f"{base}/api/conversations/c-%00", headers=headers).status_code == 422
     assert httpx.get(f"{base}/api/conversations/{cid}?x=%00", headers=headers).status_code == 422
     admin = {"Authorization": "Bearer admin-secret"}

@@ -6,7 +6,8 @@
 - ``POST /api/session`` is rate-limited per client address (a token bucket: ``sessions_per_minute``, bursts of
   as many), so nobody can mint sessions in a loop;
 - a NUL character anywhere in the body, the path or the query gets a 422 (PostgreSQL cannot store one in text,
-  and no chat message needs one);
+  and no chat message needs one), and so does a lone UTF-16 surrogate escaped in a JSON body (``\ud800`` without
+  its pair: no UTF-8 text can hold it, so SQLite and PostgreSQL both fail to store it);
 - every response says ``nosniff``, may not be framed, and carries a Content-Security-Policy that lets a page
   load nothing from another host (the pages need no other host: every asset is served from the package).
 
@@ -40,6 +41,21 @@ def _json_nul(body: bytes) -> bool:
     return any(len(m.group(1)) % 2 for m in _ESCAPED_NUL.finditer(body))
 
 
+_ESCAPED_SURROGATE = re.compile(rb"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _json_lone_surrogate(body: bytes) -> bool:
+    r"""Whether JSON text holds a surrogate escape (``\ud800``-``\udfff``) that is not one half of a high-low
+    pair written back to back: what decodes to a string no UTF-8 text, and so no database, can hold."""
+    halves = [(m.start(), m.end(), m.group(2)[1:2].lower() in b"89ab") for m in _ESCAPED_SURROGATE.finditer(body)
+              if len(m.group(1)) % 2]
+    paired = set()
+    for (_, end, high), (start, _, next_high) in zip(halves, halves[1:]):
+        if high and not next_high and end == start:
+            paired |= {end, start}
+    return any(end not in paired if high else start not in paired for start, end, high in halves)
+
+
 class _Refused(HTTPException):  # raised while the app reads the body: FastAPI passes HTTPExceptions through
     pass
 
@@ -70,7 +86,7 @@ class Guard:
             return await self._refuse(send_with_headers, 413, f"the request body has {int(declared)} bytes; the limit is {self.max_body_bytes}")
         if scope["method"] == "POST" and scope["path"] == "/api/session" and not self._allow(scope):
             return await self._refuse(send_with_headers, 429, "too many new sessions from this address; wait a minute")
-        received, tail = 0, b""
+        received, tail, whole = 0, b"", bytearray()
 
         async def checked():
             nonlocal received, tail
@@ -79,9 +95,13 @@ class Guard:
             received += len(chunk)
             if received > self.max_body_bytes:
                 raise _Refused(413, f"the request body is over the limit of {self.max_body_bytes} bytes")
-            seen, tail = tail + chunk, (tail + chunk)[-64:]  # a JSON NUL (\u0000) may span two chunks
+            seen, tail = tail + chunk, (tail + chunk)[-64:]  # an escape may span two chunks
             if b"\x00" in seen or _json_nul(seen):
                 raise _Refused(422, "the request holds a NUL character (\\u0000), which no text field accepts")
+            whole.extend(chunk)  # a pair's halves may arrive in two chunks: judged once the body is in
+            if not message.get("more_body") and _json_lone_surrogate(bytes(whole)):
+                raise _Refused(422, "the request holds a lone UTF-16 surrogate (such as \\ud800 without its pair), "
+                                    "which is not text: send the character itself, or both halves of its pair")
             return message
 
         try:
