@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -134,3 +136,22 @@ def test_sampling_by_model_version_and_sender(client):
         assert item["message"]["sender"] == "bot" and item["message"]["model_version"] == "bb3-test"
         human = client.get("/api/annotate/next", params={"sender": "human"}, headers=me).json()
         assert human["message"]["sender"] == "human"
+
+
+def test_annotators_read_text_scrubbed_of_personal_information(engine, tmp_path):
+    private = {"user_pseudo_id": "u-pii", "convo_id": "c-pii", "message_history": [
+        {"text": "I'm Margaret Thornbury, mail me at maggie.t@example.org or call 07700 900123.", "sender": "human",
+         "human_message_id": "h-pii-1", "isDislikeFeedback": False},
+        {"text": "Nice to meet you, Margaret Thornbury!", "sender": "bot", "bot_message_id": "b-pii-1", "isLiked": False,
+         "isDisliked": False, "isSafetyControlledResponse": False, "from_model_crash": False}]}
+    path = tmp_path / "pii.jsonl"
+    path.write_text(json.dumps(private) + "\n", encoding="utf-8")
+    import_bb3x(engine, [path], model_version="bb3-test")
+    app = FastAPI()
+    app.include_router(annotation_router(engine, "admin-secret"))
+    with TestClient(app) as client:
+        item = client.get("/api/annotate/next", params={"sender": "bot"}, headers=annotator(client)).json()
+    shown = item["context"][0]["text"] + " " + item["message"]["text"]
+    for private_bit in ("Thornbury", "maggie.t@example.org", "07700 900123"):
+        assert private_bit not in shown
+    assert "mail me at" in shown and "Nice to meet you" in shown  # the rest reads as written

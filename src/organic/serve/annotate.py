@@ -7,6 +7,9 @@ names the annotator, so no table of annotators is needed: anyone holding the ser
 the key (or the admin token, when no key is given) revokes every token. The annotator opens the link it comes with
 (``/annotate#token=...``: the fragment never reaches the server's logs), and gets utterances one at a time, each
 in its conversation up to that utterance, to label with the paper's single choice (``taxonomy.CrowdLabel``).
+What an annotator reads is scrubbed of personal information first (``formats.pii.Scrubber``, the release's
+scrubber, with one salt per server process so that a name stays the same stand-in throughout a conversation): the
+people who chose to save their conversation agreed to its being read, not to their names and numbers being read.
 
 Sampling: ``uniform`` (any utterance the annotator has not labelled), ``disliked`` (bot replies with a thumbs
 down first, then uniform), ``version`` (bot replies of one model version). Canned replies and the bot's side of
@@ -24,6 +27,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
+from organic.formats.pii import Scrubber
 from organic.serve.limits import MAX_ID
 from organic.serve.auth import RoleIn, RoleOut, RoleTokens, require_admin
 from organic.store.models import Annotation, Conversation, Feedback, Message, ModelVersion
@@ -50,6 +54,7 @@ def annotation_router(engine: Engine, admin_token: str | None, *, secret_key: st
     ``secret_key`` (the server's ``ORGANIC_SECRET_KEY``; without one, a key derived from the admin token)."""
     router = APIRouter()
     annotator = annotator_tokens(admin_token, secret_key, engine)
+    scrubber = Scrubber()  # what annotators read carries no one's names or numbers
 
     def admin(request: Request) -> None:
         require_admin(request, admin_token)
@@ -114,7 +119,7 @@ def annotation_router(engine: Engine, admin_token: str | None, *, secret_key: st
             if found is None:
                 raise HTTPException(404, f"nothing left to annotate for {who} with sampling={sampling}"
                                          + (f" and model_version={model_version}" if model_version else ""))
-            return _utterance(conn, found, used)
+            return _utterance(conn, found, used, scrubber)
 
     @router.post("/api/annotate", tags=["annotation"], status_code=201)
     def annotate(body: AnnotationIn, who: Annotator) -> dict:
@@ -153,7 +158,7 @@ def _pick(conn, conditions: list) -> int | None:
     return conn.execute(select(Message.id).where(where, Message.id < pivot).order_by(Message.id.desc()).limit(1)).scalar()
 
 
-def _utterance(conn, message_id: int, sampling: str) -> dict:
+def _utterance(conn, message_id: int, sampling: str, scrubber: Scrubber) -> dict:
     target = conn.execute(
         select(Message.id, Message.conversation_id, Message.position, Message.sender, Message.text,
                ModelVersion.name.label("version"), Conversation.external_id)
@@ -167,7 +172,7 @@ def _utterance(conn, message_id: int, sampling: str) -> dict:
     return {
         "conversation_id": target.external_id,
         "sampling": sampling,
-        "context": [{"sender": s, "text": t} for s, t in reversed(before)],
-        "message": {"id": target.id, "sender": target.sender, "text": target.text, "position": target.position,
+        "context": [{"sender": s, "text": scrubber.scrub(t)} for s, t in reversed(before)],
+        "message": {"id": target.id, "sender": target.sender, "text": scrubber.scrub(target.text), "position": target.position,
                     "model_version": target.version},
     }
