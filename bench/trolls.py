@@ -41,7 +41,7 @@ def run(troll_type: str, share: float, pools, vectors: dict[str, np.ndarray] | N
     truth = [e.is_troll for e in data]
 
     def users_of(result):
-        by_user = {r.user: r for r in result.users}
+        by_user = {r.user: r for r in result.users if r.trust is not None}  # under min_labels labels: no score
         return by_user, detection([kind[u] for u in by_user], [1 - r.trust for r in by_user.values()],
                                   [r.is_troll for r in by_user.values()])
 
@@ -51,7 +51,9 @@ def run(troll_type: str, share: float, pools, vectors: dict[str, np.ndarray] | N
     example_alone = detection(truth, 1 - single.example_scores, single.example_scores < 0.5)
     result = trust(judgements, config, features=features)
     by_user, user_level = users_of(result)
-    example_by_user = detection(truth, [1 - by_user[e.user].trust for e in data], [by_user[e.user].is_troll for e in data])
+    scored = [e for e in data if e.user in by_user]
+    example_by_user = detection([e.is_troll for e in scored], [1 - by_user[e.user].trust for e in scored],
+                                [by_user[e.user].is_troll for e in scored])
     return {"user": user_level, "user_one_round": users_of(single)[1], "example": example_alone,
             "example_by_user": example_by_user}
 
