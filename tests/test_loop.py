@@ -28,6 +28,7 @@ def test_loop_runs_every_stage_and_writes_one_report(tmp_path, monkeypatch, tiny
         "loop", "--out", str(tmp_path / "loop"), "--model", str(tiny_model_dir), "--users", "16", "--troll-share", "0.25",
         "--turns", "2", "--rating-rate", "1", "--iterations", "2", "--baseline", "sft", "--max-steps", "1",
         "--batch-size", "4", "--max-new-tokens", "6", "--eval-contexts", "4", "--seeds", "2", "--engine", "ct2-int8",
+        "--held-out-share", "0.5",  # conversations are held out by a hash of their random ids: at 0.2, none was 1 run in 35
     ])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "loop" / "loop.json").read_text())
@@ -94,6 +95,18 @@ def test_loop_from_an_empty_store_says_there_is_nothing_to_learn_from(tmp_path):
     result = CliRunner().invoke(app, ["loop", "--out", str(tmp_path / "loop"), "--model", str(base), "--from-store",
                                       "--database-url", url])
     assert result.exit_code == 2 and "no bot replies to learn from" in result.output
+
+
+def test_loop_without_held_out_conversations_stops_before_training(tmp_path):
+    from organic.formats.ingest import import_bb3x
+    from organic.store import connect
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    import_bb3x(connect(url), [FIXTURES / "bb3x_sample.jsonl"])
+    result = CliRunner().invoke(app, ["loop", "--out", str(tmp_path / "loop"), "--model", str(tiny_llama_folder(tmp_path / "base")),
+                                      "--from-store", "--database-url", url, "--held-out-share", "0.000001"])
+    assert result.exit_code == 2 and "no held-out conversation to evaluate on" in result.output, result.output
+    assert not (tmp_path / "loop" / "models").exists()  # nothing was trained for a table that could not be made
 
 
 def test_loop_refuses_an_unknown_engine_or_no_seeds(tmp_path):

@@ -113,6 +113,10 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
 
     # 2. analyze, and find the trolls ----------------------------------------------------------------------
     analysis, scores, flagged = analyze_store(engine, out)
+    held = held_out_set(engine, config)  # what every model will answer: known now, so a run without any stops here
+    if not held.contexts:
+        raise ValueError(f"the store has no held-out conversation to evaluate on (held-out share {config.held_out_share:g}"
+                         f" of its conversations, by a hash of their ids): raise --held-out-share or --users")
     found = None
     if simulation is not None:  # a simulation knows who the trolls were
         truth = [simulation.people.get(s.user, "helper") != "helper" for s in scores]
@@ -166,7 +170,6 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     # 5. evaluate every model on held-out conversations ----------------------------------------------------
     # the evaluator judge was fitted on the half of the labelled set the raters' judge never saw; perplexity is
     # measured on real human replies no model trained on
-    held = held_out_set(engine, config)
     results = evaluate(models, held.contexts, config, reward, evaluator)
     results["raters_vs_evaluator"] = instruments_agreement(rater, results)
     write_eval_report(results, out / "eval")

@@ -258,3 +258,11 @@ def test_migration_0006_upgrades_and_downgrades(database_url):
 def test_token_ids_are_checked(engine, bad):
     with pytest.raises(ValueError):
         token_ids.revoke(engine, bad)
+
+
+def test_token_ids_can_be_typed_on_a_command_line():
+    """An id starting with "-" is taken for an option by `organic token revoke ID` (it failed 1 run in ~60)."""
+    from organic.serve.auth import new_token_id
+
+    ids = {new_token_id() for _ in range(2000)}
+    assert len(ids) == 2000 and all(token_ids.TOKEN_ID.match(i) and not i.startswith("-") for i in ids)

@@ -50,7 +50,7 @@ def role_serializer(secret: str, role: str) -> URLSafeTimedSerializer:
 
 
 def new_token_id() -> str:
-    return secrets.token_urlsafe(12)  # 96 random bits, 16 characters
+    return secrets.token_hex(12)  # 96 random bits; never starts with "-", which a command line would take for an option
 
 
 def secret_key(configured: str | None, home: Path) -> str:

@@ -38,7 +38,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with this project's connection settings; does not touch the schema."""
+    """An engine for ``url`` with this project's connection settings; does not touch the schema. Its errors never
+    quote the statement's parameters (``hide_parameters``): they hold people's words, and errors end up in logs."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         in_memory = parsed.database in (None, "", ":memory:")
@@ -49,13 +50,13 @@ def make_engine(url: str) -> Engine:
             except FileExistsError:
                 pass
         extra = {"poolclass": StaticPool} if in_memory else {}  # one in-memory database shared by all threads
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **extra)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True, **extra)
         event.listen(engine, "connect", _sqlite_pragmas)
         # take the write lock at BEGIN: a transaction that read first and writes later would otherwise
         # fail with "database is locked" instead of waiting its turn under concurrency
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -18,7 +18,7 @@ from organic.store.models import AuthToken, utcnow
 
 ROLES = ("user", "annotator", "rater")
 TOKEN_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-"""What a token id looks like (``secrets.token_urlsafe``): the ids of ``every`` cannot be typed as one."""
+"""What a token id looks like (hex now; ids made with ``secrets.token_urlsafe`` before may hold - and _): the ids of ``every`` cannot be typed as one."""
 
 
 def every(role: str) -> str:
