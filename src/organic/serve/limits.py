@@ -44,7 +44,7 @@ def _json_nul(body: bytes) -> bool:
 _ESCAPED_SURROGATE = re.compile(rb"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
-def _json_lone_surrogate(body: bytes) -> bool:
+def _json_lone_surrogate(body: bytes | bytearray) -> bool:
     r"""Whether JSON text holds a surrogate escape (``\ud800``-``\udfff``) that is not one half of a high-low
     pair written back to back: what decodes to a string no UTF-8 text, and so no database, can hold."""
     halves = [(m.start(), m.end(), m.group(2)[1:2].lower() in b"89ab") for m in _ESCAPED_SURROGATE.finditer(body)
@@ -99,7 +99,7 @@ class Guard:
             if b"\x00" in seen or _json_nul(seen):
                 raise _Refused(422, "the request holds a NUL character (\\u0000), which no text field accepts")
             whole.extend(chunk)  # a pair's halves may arrive in two chunks: judged once the body is in
-            if not message.get("more_body") and _json_lone_surrogate(bytes(whole)):
+            if not message.get("more_body") and _json_lone_surrogate(whole):
                 raise _Refused(422, "the request holds a lone UTF-16 surrogate (such as \\ud800 without its pair), "
                                     "which is not text: send the character itself, or both halves of its pair")
             return message
