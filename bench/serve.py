@@ -70,30 +70,44 @@ def server(database_url: str, home: Path, *args: str, env: dict | None = None):
 
 @contextmanager
 def server_process(database_url: str, home: Path, *args: str, env: dict | None = None):
-    """``organic serve`` in its own process on ``database_url``: (its URL, the process)."""
-    port = free_port()
+    """``organic serve`` in its own process on ``database_url``: (its URL, the process). The port is probed free and
+    bound by the server a moment later; a server that exits before answering (another process took the port in
+    between) is started again on another port."""
     # every generated token counts, as for the plain engines: no trimming of cut-off replies to whole sentences
     # and all the load comes from one address: no limit on new sessions
     env = {**os.environ, "ORGANIC_HOME": str(home), "HF_HUB_OFFLINE": "1", "ORGANIC_TRIM_CUT_OFF": "0",
            "ORGANIC_SESSIONS_PER_MINUTE": "1000000", **(env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "organic.cli", "serve", "--port", str(port),
-                             "--database-url", database_url, *args], env=env)
-    base = f"http://127.0.0.1:{port}"
+    for _ in range(5):
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "organic.cli", "serve", "--port", str(port),
+                                 "--database-url", database_url, *args], env=env)
+        base = f"http://127.0.0.1:{port}"
+        if _answers(base, proc):
+            break
+    else:
+        raise RuntimeError("the server exited before answering, 5 times")
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                httpx.get(base + "/openapi.json", timeout=2)
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.5)
         yield base, proc
     finally:
         if proc.poll() is None:
             proc.terminate()
         proc.wait(30)
+
+
+def _answers(base: str, proc: subprocess.Popen) -> bool:
+    """Whether the server at ``base`` answers before its process exits (10 minutes at most: a model may load)."""
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            httpx.get(base + "/openapi.json", timeout=2)
+            return True
+        except httpx.HTTPError:
+            if proc.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the server did not start in 10 minutes") from None
+            time.sleep(0.5)
 
 
 @contextmanager

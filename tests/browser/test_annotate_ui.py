@@ -24,7 +24,7 @@ def annotation_server(live_server):
 
 
 def link(base: str, name: str = "ann1") -> str:
-    response = httpx.post(f"{base}/api/admin/annotators", json={"name": name}, headers={"Authorization": "Bearer admin-secret"})
+    response = httpx.post(f"{base}/api/admin/annotators", json={"name": name}, headers={"Authorization": "Bearer admin-secret"}, timeout=30)
     assert response.status_code == 201, response.text
     return base + response.json()["url"]
 

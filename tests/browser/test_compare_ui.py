@@ -20,7 +20,7 @@ def compare_server(live_server):
 
 
 def link(base: str, name: str = "rater1") -> str:
-    response = httpx.post(f"{base}/api/admin/raters", json={"name": name}, headers=ADMIN)
+    response = httpx.post(f"{base}/api/admin/raters", json={"name": name}, headers=ADMIN, timeout=30)
     assert response.status_code == 201, response.text
     return base + response.json()["url"]
 
@@ -28,7 +28,7 @@ def link(base: str, name: str = "rater1") -> str:
 def test_compare_two_replies_blind_and_vote(page, compare_server):
     item = {"context": [{"role": "user", "content": "What's the capital of Australia?"}],
             "model_a": "base-model-x", "model_b": "cringe-model-y", "reply_a": "Sydney, I think.", "reply_b": "It is Canberra."}
-    assert httpx.post(f"{compare_server}/api/admin/comparisons", json=item, headers=ADMIN).status_code == 201
+    assert httpx.post(f"{compare_server}/api/admin/comparisons", json=item, headers=ADMIN, timeout=30).status_code == 201
     page.goto(link(compare_server))
     expect(page.locator("#whoami")).to_have_text("rater1 · 0 compared · 1 left")
     assert "token" not in page.url  # the token leaves the address bar
@@ -45,14 +45,14 @@ def test_compare_two_replies_blind_and_vote(page, compare_server):
     expect(page.locator("#whoami")).to_have_text("rater1 · 1 compared · 0 left")
     expect(page.locator("#status")).to_contain_text("nothing left to compare")
     expect(page.locator("#choices")).to_be_hidden()
-    [pair] = httpx.get(f"{compare_server}/api/admin/comparisons/results", headers=ADMIN).json()["pairs"]
+    [pair] = httpx.get(f"{compare_server}/api/admin/comparisons/results", headers=ADMIN, timeout=30).json()["pairs"]
     assert (pair["model_a"], pair["wins"], pair["losses"], pair["ties"]) == ("base-model-x", 0, 1, 0)
 
 
 def test_text_is_shown_as_text_and_keys_vote(page, compare_server):
     item = {"context": [{"role": "user", "content": HOSTILE}], "model_a": "m1", "model_b": "m2",
             "reply_a": HOSTILE + " a", "reply_b": HOSTILE + " b"}
-    httpx.post(f"{compare_server}/api/admin/comparisons", json=[item, item], headers=ADMIN)
+    httpx.post(f"{compare_server}/api/admin/comparisons", json=[item, item], headers=ADMIN, timeout=30)
     page.goto(link(compare_server))
     expect(page.locator("#context li .text")).to_have_text([HOSTILE])
     expect(page.locator("#reply-A")).to_contain_text(HOSTILE)
@@ -62,14 +62,14 @@ def test_text_is_shown_as_text_and_keys_vote(page, compare_server):
     page.keyboard.press("b")
     expect(page.locator("#whoami")).to_have_text("rater1 · 2 compared · 0 left")
     assert page.evaluate("window.pwned") is None
-    results = httpx.get(f"{compare_server}/api/admin/comparisons/results", headers=ADMIN).json()
+    results = httpx.get(f"{compare_server}/api/admin/comparisons/results", headers=ADMIN, timeout=30).json()
     assert results["sides"] == {"A": 0, "B": 1, "tie": 1}
 
 
 def test_keys_pressed_while_the_next_item_loads_are_refused_and_the_page_says_so(page, compare_server):
     item = {"context": [{"role": "user", "content": "Hi there"}], "model_a": "m1", "model_b": "m2",
             "reply_a": "Hello!", "reply_b": "Hey."}
-    httpx.post(f"{compare_server}/api/admin/comparisons", json=[item, item], headers=ADMIN)
+    httpx.post(f"{compare_server}/api/admin/comparisons", json=[item, item], headers=ADMIN, timeout=30)
     page.goto(link(compare_server))
     expect(page.locator("#whoami")).to_have_text("rater1 · 0 compared · 2 left")
     held = []
@@ -89,7 +89,7 @@ def test_keys_pressed_while_the_next_item_loads_are_refused_and_the_page_says_so
     page.unroute("**/api/compare/next")
     expect(page.locator("#whoami")).to_have_text("rater1 · 1 compared · 1 left")
     expect(page.locator("#busy")).to_be_hidden()
-    results = httpx.get(f"{compare_server}/api/admin/comparisons/results", headers=ADMIN).json()
+    results = httpx.get(f"{compare_server}/api/admin/comparisons/results", headers=ADMIN, timeout=30).json()
     assert results["sides"] == {"A": 0, "B": 0, "tie": 1}
     page.keyboard.press("a")  # once the item is shown, keys vote again
     expect(page.locator("#whoami")).to_have_text("rater1 · 2 compared · 0 left")

@@ -68,7 +68,7 @@ def log_in(page, base: str, name: str = "alice") -> None:
 
 
 def new_conversations(base: str, n: int) -> set[str]:
-    with httpx.Client(base_url=base) as client:
+    with httpx.Client(base_url=base, timeout=30) as client:
         assert client.post("/api/session", json=CONSENT).status_code == 200
         return {client.post("/api/conversations").json()["model_version"] for _ in range(n)}
 

@@ -16,7 +16,7 @@ from support import both_databases
 
 
 def token(base_url: str, **consent) -> str:
-    return httpx.post(f"{base_url}/api/session", json={**CONSENT, **consent}).json()["token"]
+    return httpx.post(f"{base_url}/api/session", json={**CONSENT, **consent}, timeout=30).json()["token"]
 
 
 @both_databases
@@ -35,7 +35,7 @@ def test_openai_client_chats_through_organic_and_every_exchange_is_stored(live_s
     assert chunks[0].id == chunks[-1].id
     # the response id leads to the rating endpoint
     rated = httpx.put(f"{base}/api/messages/{first.id}/rating", json={"thumb": "up"},
-                      headers={"Authorization": f"Bearer {client.api_key}"})
+                      headers={"Authorization": f"Bearer {client.api_key}"}, timeout=30)
     assert rated.status_code == 200
     with Session(store_engine) as s:
         assert s.scalar(select(func.count()).select_from(Conversation)) == 1  # the second call continued the first
@@ -201,10 +201,10 @@ def test_limits_refuse_huge_bodies_and_session_floods_without_echoing_input(sett
 
     strict = settings.model_copy(update={"sessions_per_minute": 3, "max_body_bytes": 10_000})  # one token per 20 s
     with LocalServer(create_app(strict, [EchoBackend()], engine=store_engine)) as base:
-        huge = httpx.post(f"{base}/api/session", content=b"{" + b" " * 20_000 + b"}", headers={"content-type": "application/json"})
+        huge = httpx.post(f"{base}/api/session", content=b"{" + b" " * 20_000 + b"}", headers={"content-type": "application/json"}, timeout=30)
         assert huge.status_code == 413 and "the limit is 10000" in huge.json()["detail"]
         secret = "my-secret-" + "z" * 50
-        invalid = httpx.post(f"{base}/api/session", json={**CONSENT, "age_confirmed": secret})
+        invalid = httpx.post(f"{base}/api/session", json={**CONSENT, "age_confirmed": secret}, timeout=30)
         assert invalid.status_code == 422 and secret not in invalid.text  # says what is wrong, not what was sent
         assert invalid.headers["x-content-type-options"] == "nosniff"
         assert "frame-ancestors 'none'" in invalid.headers["content-security-policy"]
@@ -216,26 +216,26 @@ def test_limits_refuse_huge_bodies_and_session_floods_without_echoing_input(sett
 def test_nul_characters_lone_surrogates_and_huge_ids_get_a_clear_4xx(live_server):
     base = live_server()
     headers = {"Authorization": f"Bearer {token(base)}"}
-    cid = httpx.post(f"{base}/api/conversations", headers=headers).json()["id"]
-    nul = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", json={"text": "hi\u0000there"}, headers=headers)
+    cid = httpx.post(f"{base}/api/conversations", headers=headers, timeout=30).json()["id"]
+    nul = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", json={"text": "hi\u0000there"}, headers=headers, timeout=30)
     assert nul.status_code == 422 and "NUL" in nul.json()["detail"]
     typed = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", json={"text": "what is \\u0000 in JSON?"},
-                       headers=headers)  # the letters a user typed, not a NUL
+                       headers=headers, timeout=30)  # the letters a user typed, not a NUL
     assert typed.status_code == 200, typed.text
     as_json = {**headers, "content-type": "application/json"}
     lone = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", content=rb'{"text": "half \ud800 a pair"}',
-                      headers=as_json)  # not text: no database can store it
+                      headers=as_json, timeout=30)  # not text: no database can store it
     assert lone.status_code == 422 and "surrogate" in lone.json()["detail"]
     pair = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", content=rb'{"text": "a smile \ud83d\ude00"}',
-                      headers=as_json)  # both halves: one character
+                      headers=as_json, timeout=30)  # both halves: one character
     assert pair.status_code == 200 and pair.json()["human"]["text"] == "a smile \U0001F600"
-    assert httpx.get(f"{base}/api/conversations/c-%00", headers=headers).status_code == 422
-    assert httpx.get(f"{base}/api/conversations/{cid}?x=%00", headers=headers).status_code == 422
+    assert httpx.get(f"{base}/api/conversations/c-%00", headers=headers, timeout=30).status_code == 422
+    assert httpx.get(f"{base}/api/conversations/{cid}?x=%00", headers=headers, timeout=30).status_code == 422
     admin = {"Authorization": "Bearer admin-secret"}
     for role, path, body in (("raters", "/api/compare", {"id": 2**31, "choice": "A"}),
                              ("annotators", "/api/annotate", {"message_id": 2**63, "label": "good"})):
-        issued = httpx.post(f"{base}/api/admin/{role}", json={"name": "r"}, headers=admin).json()["token"]
-        big = httpx.post(f"{base}{path}", json=body, headers={"Authorization": f"Bearer {issued}"})
+        issued = httpx.post(f"{base}/api/admin/{role}", json={"name": "r"}, headers=admin, timeout=30).json()["token"]
+        big = httpx.post(f"{base}{path}", json=body, headers={"Authorization": f"Bearer {issued}"}, timeout=30)
         assert big.status_code == 422 and "less than or equal" in big.text, (path, big.text)
     client = openai.OpenAI(base_url=f"{base}/v1", api_key=headers["Authorization"][7:], max_retries=0)
     try:
@@ -243,7 +243,7 @@ def test_nul_characters_lone_surrogates_and_huge_ids_get_a_clear_4xx(live_server
         raise AssertionError("a seed out of range was accepted")
     except openai.UnprocessableEntityError:
         pass
-    ok = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", json={"text": "still fine"}, headers=headers)
+    ok = httpx.post(f"{base}/api/conversations/{cid}/messages?stream=false", json={"text": "still fine"}, headers=headers, timeout=30)
     assert ok.status_code == 200
 
 
@@ -251,7 +251,7 @@ def test_session_cookie_is_secure_behind_https(live_server):
     """Over plain HTTP the cookie cannot be Secure (the browser would drop it); behind a TLS proxy that uvicorn
     trusts (X-Forwarded-Proto from 127.0.0.1) it must be, so it never travels unencrypted."""
     base = live_server()
-    plain = httpx.post(f"{base}/api/session", json=CONSENT).headers["set-cookie"]
-    proxied = httpx.post(f"{base}/api/session", json=CONSENT, headers={"X-Forwarded-Proto": "https"}).headers["set-cookie"]
+    plain = httpx.post(f"{base}/api/session", json=CONSENT, timeout=30).headers["set-cookie"]
+    proxied = httpx.post(f"{base}/api/session", json=CONSENT, headers={"X-Forwarded-Proto": "https"}, timeout=30).headers["set-cookie"]
     assert "HttpOnly" in plain and "SameSite=strict" in plain and "Secure" not in plain
     assert "HttpOnly" in proxied and "SameSite=strict" in proxied and "Secure" in proxied

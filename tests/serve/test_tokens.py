@@ -118,7 +118,7 @@ def test_read_token_names_the_role_and_the_id():
 @both_databases
 def test_revoked_tokens_get_401_over_http_and_after_a_restart(live_server, settings):
     store = ["--database-url", settings.url]
-    with httpx.Client(base_url=live_server()) as http:
+    with httpx.Client(base_url=live_server(), timeout=30) as http:
         kept = {role: issue(http, role, "kept") for role in ROLES}
         gone = {role: issue(http, role, "gone") for role in ROLES}
         for token, role in [*((t, r) for r, t in kept.items()), *((t, r) for r, t in gone.items())]:
@@ -139,7 +139,7 @@ def test_revoked_tokens_get_401_over_http_and_after_a_restart(live_server, setti
         refused_chat = http.post("/v1/chat/completions", headers=bearer(gone["user"]),
                                  json={"messages": [{"role": "user", "content": "hi"}]})
         assert refused_chat.status_code == 401 and "ended" in refused_chat.json()["error"]["message"]
-    with httpx.Client(base_url=live_server()) as http:  # another server process on the same store: a restart
+    with httpx.Client(base_url=live_server(), timeout=30) as http:  # another server process on the same store: a restart
         for role in ROLES:
             assert http.get(ME[role], headers=bearer(gone[role])).status_code == 401, role
             assert http.get(ME[role], headers=bearer(kept[role])).status_code == 200, role
