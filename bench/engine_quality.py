@@ -15,7 +15,7 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from organic.analyze.stats import Proportion  # noqa: E402
+from organic.stats import Proportion  # noqa: E402
 from organic.evaluate import labelled  # noqa: E402
 from organic.evaluate.judge import Judge, load_reference, reference_folder  # noqa: E402
 from organic.evaluate.run import mcnemar  # noqa: E402

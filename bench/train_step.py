@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from organic.learn.cringe import IGNORE_INDEX, cringe_loss
+from organic.examples import IGNORE_INDEX
+from organic.learn.cringe import cringe_loss
 
 KTO_BETA = 0.1  # TRL's KTOConfig default
 

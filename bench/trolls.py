@@ -3,7 +3,7 @@
     python bench/trolls.py                        # MiniLM embeddings, 300 users, 10/30/50% trolls, every troll type
     python bench/trolls.py --features tfidf       # quicker, weaker features
 
-For each troll type and troll share, ``organic.analyze.safetymix`` builds a mix of helpers and trolls on real
+For each troll type and troll share, ``organic.simulate.safetymix`` builds a mix of helpers and trolls on real
 human utterances (chitchat + ShareGPT, made unsafe by construction) and ``organic.analyze.trolls.trust``
 scores it. Printed, for flagging trolls:
 
@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 
-from organic.analyze.safetymix import TROLL_TYPES, benchmark_pools, build_pools, safetymix
-from organic.analyze.stats import detection
+from organic.simulate.safetymix import TROLL_TYPES, benchmark_pools, build_pools, safetymix
+from organic.stats import detection
 from organic.analyze.trolls import FEATURIZERS, Judgement, TrustConfig, trust
 
 

@@ -28,7 +28,7 @@ import random
 import secrets
 from pathlib import Path
 
-from organic.analyze.stats import Proportion
+from organic.stats import Proportion
 from organic.evaluate import labelled
 from organic.evaluate.judge import assess
 from organic.evaluate.run import mcnemar

@@ -24,8 +24,8 @@ import torch
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from organic.evaluate import labelled
-from organic.generate.batch import load_causal_lm
-from organic.learn.cringe import IGNORE_INDEX, tokenize_example
+from organic.examples import IGNORE_INDEX, tokenize_example
+from organic.generate.loading import load_causal_lm
 from organic.taxonomy import CrowdLabel
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from organic.evaluate.labelled import ITEMS, reserved, split_of
 from organic.generate import GenerationSettings, prepare_model
-from organic.generate.batch import generate_replies, load_causal_lm
+from organic.generate.batch import generate_replies
+from organic.generate.loading import load_causal_lm
 from organic.settings import Settings
 
 BASE_CONDITIONS = [("base", 32, 0.7), ("base", 32, 1.0), ("base", 64, 0.7), ("base", 64, 1.0)]
@@ -53,7 +54,7 @@ def chitchat_contexts(rng: random.Random, want: int) -> list[dict]:
 
 
 def sharegpt_contexts(rng: random.Random, want: int) -> list[dict]:
-    from organic.analyze.safetymix import sharegpt_records, usable
+    from organic.simulate.safetymix import sharegpt_records, usable
 
     out = []
     for record in sharegpt_records(max_bytes=40_000_000):
@@ -124,7 +125,7 @@ def train_models(base: Path, out: Path, seed: int, methods: tuple[str, ...]) -> 
     from chitchat_dataset import Dataset
 
     from organic.evaluate.judges import judge_many
-    from organic.learn.data import Example
+    from organic.examples import Example
     from organic.learn.train import TrainConfig, train
 
     folders = {method: out / method for method in methods}

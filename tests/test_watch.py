@@ -244,6 +244,36 @@ def test_a_round_rolls_back_a_candidate_the_people_dislike(store, deployment, tm
     assert "is worse" in audit[0]["details"]["message"]
 
 
+def test_organic_loop_and_organic_eval_record_their_figures_on_the_versions_for_the_models_panel(store, deployment, tmp_path,
+                                                                                                 monkeypatch):
+    """As a watcher's candidate does, each version `organic loop` evaluates gets its eval recorded (the Models panel
+    said "no eval recorded" for them), and so does a version `organic eval` evaluates."""
+    import functools
+
+    import organic.loop as loop
+
+    monkeypatch.setattr(loop, "LoopConfig", functools.partial(loop.LoopConfig, rater_judge=deployment.judge,
+                                                              evaluator_judge=deployment.judge))
+    toy = ["--max-new-tokens", "4", "--held-out-share", "0.3", "--database-url", store]
+    looped = CliRunner().invoke(app, ["loop", "--from-store", "--out", str(tmp_path / "loop"), "--model", str(deployment.base),
+                                      "--iterations", "1", "--baseline", "sft", "--max-steps", "1", "--batch-size", "2",
+                                      "--eval-contexts", "3", *toy])
+    assert looped.exit_code == 0, looped.output
+    _, models = console_audit(store, tmp_path / "console")
+    evals = {m["name"]: m["eval"] for m in models}
+    for name in ("loop-cringe-it1", "loop-cringe-unfiltered", "loop-sft"):
+        assert evals[name]["paired"]["against"] == "base" and evals[name]["breakdown"]["n"] > 0, name
+    assert next(m for m in models if m["name"] == "loop-sft")["not_evaluated"] is None
+    evaluated = CliRunner().invoke(app, ["eval", "--model", "loop-sft", "--model", "loop-cringe-it1", "--contexts", "2",
+                                         "--human-replies", "5", "--judge", str(deployment.judge), "--no-crowd-agreement",
+                                         "--out", str(tmp_path / "eval"), *toy])
+    assert evaluated.exit_code == 0, evaluated.output
+    _, models = console_audit(store, tmp_path / "console")
+    evals = {m["name"]: m["eval"] for m in models}
+    assert evals["loop-cringe-it1"]["paired"]["against"] == "loop-sft" and evals["loop-sft"]["paired"] is None
+    assert evals["loop-cringe-unfiltered"]["paired"]["against"] == "base"  # not evaluated again: as the loop left it
+
+
 # a round that cannot go on stops and says why --------------------------------------------------------------
 @pytest.mark.parametrize("extra, step, status, reason", [
     (["--min-reward-auc", "1.01"], "reward", "stopped", "under the gate of 1.01"),
@@ -352,6 +382,24 @@ def test_a_watcher_killed_mid_round_resumes_without_repeating_a_finished_step(st
     assert "round 1" in (tmp_path / "second.log").read_text() and "promoted" in (tmp_path / "second.log").read_text()
 
 
+AB = {"base": 0.5, "watch-1": 0.5}  # the A/B of ``decided_round``
+
+
+def decided_round(engine, tmp_path: Path) -> None:
+    """A round whose A/B of watch-1 against base runs (plan ``AB``) and was decided (promote), the plan not changed yet:
+    what a watcher killed right after storing its decision leaves."""
+    from organic.store.versions import register_version
+
+    for name in ("base", "watch-1"):
+        register_version(engine, name, path=str(tmp_path))
+    set_serving(engine, {"base": 1.0}, note="promote")
+    set_serving(engine, AB, note="watch round 1: A/B")
+    row = rounds.start(engine, 0, tmp_path, ("watcher", "watch_start", {}), incumbent="base", candidate="watch-1",
+                       details={"iterations": 1, "ab": {"before": {"base": 1.0}, "after": AB},
+                                "decision": {"action": "promote", "why": "watch-1 is better. Promoted."}})
+    rounds.save(engine, row.id, step="ab")
+
+
 @both_databases
 @pytest.mark.parametrize("applied", [False, True], ids=["killed-before-the-plan-changed", "killed-after"])
 def test_a_decision_a_kill_interrupted_is_completed_once(engine, database_url, tmp_path, applied):
@@ -360,18 +408,9 @@ def test_a_decision_a_kill_interrupted_is_completed_once(engine, database_url, t
     from sqlalchemy import func, select
 
     from organic.store.models import ServingChange
-    from organic.store.versions import register_version
     from organic.watch import Watcher
 
-    for name in ("base", "watch-1"):
-        register_version(engine, name, path=str(tmp_path))
-    before, after = {"base": 1.0}, {"base": 0.5, "watch-1": 0.5}
-    set_serving(engine, before, note="promote")
-    set_serving(engine, after, note="watch round 1: A/B")
-    row = rounds.start(engine, 0, tmp_path, ("watcher", "watch_start", {}), incumbent="base", candidate="watch-1",
-                       details={"iterations": 1, "ab": {"before": before, "after": after},
-                                "decision": {"action": "promote", "why": "watch-1 is better. Promoted."}})
-    rounds.save(engine, row.id, step="ab")
+    decided_round(engine, tmp_path)
     if applied:
         set_serving(engine, {"watch-1": 1.0}, note="watch round 1: promote")
     def changes() -> int:
@@ -382,6 +421,63 @@ def test_a_decision_a_kill_interrupted_is_completed_once(engine, database_url, t
     row = Watcher(Settings(home=tmp_path, database_url=database_url), engine, tmp_path, WatchConfig()).tick()
     assert (row.status, row.step) == ("promoted", "decide") and serving(engine) == {"watch-1": 1.0}
     assert changes() == stored + (0 if applied else 1)
+    assert watcher_log(engine)[-1] == ("promote", "decide")
+
+
+@both_databases
+def test_an_operators_change_between_the_watchers_look_and_its_change_stands(engine, database_url, tmp_path, monkeypatch):
+    """decide looks at the plan (the A/B), then an operator promotes another version before the watcher's promotion is
+    stored: the watcher's change is refused (compare-and-set), the operator's plan stays, and the round stops saying so."""
+    from organic import watch
+    from organic.store.versions import register_version
+
+    decided_round(engine, tmp_path)
+    register_version(engine, "operators-pick", path=str(tmp_path))
+
+    def operator_promotes_meanwhile(r):
+        done = watch.decide(r)
+        set_serving(engine, {"operators-pick": 1.0}, note="promote")
+        return done
+
+    monkeypatch.setitem(watch.STEP, "decide", operator_promotes_meanwhile)
+    row = watch.Watcher(Settings(home=tmp_path, database_url=database_url), engine, tmp_path, WatchConfig()).tick()
+    assert (row.status, row.step) == ("stopped", "ab")
+    assert "someone changed the serving plan as the watcher was changing it" in row.reason and "operators-pick" in row.reason
+    assert serving(engine) == {"operators-pick": 1.0}
+    assert watcher_log(engine)[-1] == ("watch_stop", "decide") and ("promote", "decide") not in watcher_log(engine)
+
+
+@both_databases
+@pytest.mark.parametrize("failures", [2, 1000], ids=["back-within-the-tries", "down-for-longer"])
+def test_a_store_that_fails_while_the_ab_is_decided_is_tried_again_and_the_round_resumed(engine, database_url, tmp_path,
+                                                                                         monkeypatch, failures):
+    """A lost connection while decide reads the plan: tried again; when the store stays down, the round stays at its
+    step (the A/B goes on), the audit log says why, and the next look completes the decision."""
+    from sqlalchemy.exc import OperationalError
+
+    from organic import watch
+    from organic.store import versions as store_versions
+
+    decided_round(engine, tmp_path)
+    monkeypatch.setattr(watch, "RETRY_S", (0.0, 0.0, 0.0))
+    real_current_plan, calls = store_versions.current_plan, itertools.count()
+
+    def flaky(engine_):
+        if next(calls) < failures:
+            raise OperationalError("SELECT serving_changes", {}, Exception("server closed the connection unexpectedly"))
+        return real_current_plan(engine_)
+
+    monkeypatch.setattr(store_versions, "current_plan", flaky)
+    watcher = watch.Watcher(Settings(home=tmp_path, database_url=database_url), engine, tmp_path, WatchConfig())
+    row = watcher.tick()
+    if failures > len(watch.RETRY_S):
+        assert (row.status, row.step) == ("running", "ab") and real_current_plan(engine)[1] == AB
+        said = entries(engine, 1)[0]
+        assert (said["who"], said["action"], said["details"]["step"]) == ("watcher", "watch_error", "decide")
+        assert "server closed the connection unexpectedly" in said["details"]["message"]
+        monkeypatch.setattr(store_versions, "current_plan", real_current_plan)  # the store is back
+        row = watcher.tick()
+    assert (row.status, row.step) == ("promoted", "decide") and serving(engine) == {"watch-1": 1.0}
     assert watcher_log(engine)[-1] == ("promote", "decide")
 
 

@@ -247,7 +247,7 @@ def reward_train(
     database_url: DatabaseOption = None,
 ) -> None:
     """Train on thumbs and crowd labels in the store; report accuracy, F1, ROC AUC and calibration on held-out conversations."""
-    from organic.learn.data import build_training_set, held_out
+    from organic.examples import build_training_set, held_out
     from organic.learn.reward import RewardConfig, RewardModel, evaluate, save_metrics
     from organic.store.read import iter_conversations
 
@@ -315,7 +315,7 @@ def train_command(
 
     from organic.generate import prepare_model
     from organic.generate.transformers_backend import model_version
-    from organic.learn.data import build_training_set
+    from organic.examples import build_training_set
     from organic.learn.train import METHODS, TrainConfig, train
     from organic.store.read import Filters, iter_conversations
     from organic.store.versions import register_version
@@ -436,7 +436,7 @@ def simulate_command(
     import json as _json
     from contextlib import nullcontext
 
-    from organic.analyze.safetymix import TROLL_TYPES
+    from organic.simulate.safetymix import TROLL_TYPES
     from organic.simulate.people import population
     from organic.serve.local import LocalServer
     from organic.simulate.run import simulate
@@ -524,11 +524,14 @@ def eval_command(
 ) -> None:
     """Judge each model's replies to held-out contexts with the learned judge: Table 9 per model (95% intervals), the
     judge's agreement with labels made by reading, guards (length, copying, cut-off, perplexity on real human replies),
-    a paired test against the first model. Writes eval.json (every reply; the /compare page takes it) and eval.md."""
+    a paired test against the first model. Writes eval.json (every reply; the /compare page takes it) and eval.md, and
+    records each registered version's figures on it (the console's Models panel shows them)."""
     from organic.evaluate import judge as judging
     from organic.evaluate.labelled import human_reference
     from organic.evaluate.run import evaluate_models, held_out_contexts, render_table, resolve_models, write_eval_report
     from organic.learn.reward import RewardModel
+    from organic.loop import record_eval
+    from organic.store.versions import versions
 
     from organic.generate.batch import ENGINES
 
@@ -556,6 +559,8 @@ def eval_command(
     if crowd_agreement:
         results["crowd_agreement"] = judging.crowd_agreement(store, the_judge)
     json_path, md_path = write_eval_report(results, out)
+    for name in {v.name for v in versions(store)}.intersection(model):  # --model VERSION: its figures go on the version
+        record_eval(store, name, results["models"][name])
     typer.echo(render_table(results))
     console.print(results["judge"]["agreement"])
     console.print(f"wrote {json_path} and {md_path}")

@@ -24,9 +24,9 @@ def model_path() -> Path:
 def _model():
     from sentence_transformers import SentenceTransformer
 
-    from organic.generate.batch import model_loading
+    from organic.generate.loading import model_loading
 
-    with model_loading():  # see generate/batch.py: overlapping loads can leave a tied model untied
+    with model_loading():  # see generate/loading.py: overlapping loads can leave a tied model untied
         return SentenceTransformer(str(model_path()), device="cpu")
 
 

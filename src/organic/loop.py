@@ -21,6 +21,7 @@ blind spots and have the same instrument report them as progress.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -63,7 +64,7 @@ class LoopConfig:
 
 
 def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, console: Console | None = None) -> dict[str, Any]:
-    from organic.analyze.stats import detection
+    from organic.stats import detection
     from organic.evaluate.judge import EVALUATOR, RATER, Judge, instruments_agreement
     from organic.evaluate.run import write_eval_report
     from organic.generate import prepare_model
@@ -173,6 +174,8 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     results = evaluate(models, held.contexts, config, reward, evaluator)
     results["raters_vs_evaluator"] = instruments_agreement(rater, results)
     write_eval_report(results, out / "eval")
+    for name in models.keys() - {"base"}:  # each registered version's figures, for the console's Models panel
+        record_eval(engine, f"loop-{name}", results["models"][name])
     step("evaluate")
 
     summary = {
@@ -213,9 +216,9 @@ def analyze_store(engine: Engine, out: Path) -> tuple[dict[str, Any], list, set[
 
 
 def conversations(engine: Engine, config: LoopConfig, *, held: bool) -> Iterator:
-    """The store's conversations on one side of the held-out split (``learn.data.held_out`` with ``config``'s share
+    """The store's conversations on one side of the held-out split (``examples.held_out`` with ``config``'s share
     and seed): training ones, or with ``held`` the held-out ones."""
-    from organic.learn.data import held_out
+    from organic.examples import held_out
     from organic.store.read import iter_conversations
 
     return (c for c in iter_conversations(engine) if held_out(c.external_id, config.held_out_share, config.seed) == held)
@@ -224,7 +227,7 @@ def conversations(engine: Engine, config: LoopConfig, *, held: bool) -> Iterator
 def reward_labels(engine: Engine, config: LoopConfig, flagged: set[str]) -> tuple[list, list]:
     """The thumbs and crowd labels the reward model learns from (training conversations, users ``flagged`` left
     out) and the ones it is measured on (held-out conversations, everyone's)."""
-    from organic.learn.data import build_training_set
+    from organic.examples import build_training_set
 
     return (build_training_set(conversations(engine, config, held=False), sources=("thumb", "crowd"), exclude_users=flagged),
             build_training_set(conversations(engine, config, held=True), sources=("thumb", "crowd")))
@@ -245,7 +248,7 @@ def fit_reward(train_labels: list, test_labels: list, folder: Path, seed: int) -
 def training_examples(engine: Engine, config: LoopConfig, flagged: set[str] = frozenset()) -> list:
     """The one training set every method learns from: the training conversations' labelled replies and feedback
     answers (as positives), users ``flagged`` left out, balanced."""
-    from organic.learn.data import build_training_set
+    from organic.examples import build_training_set
 
     return build_training_set(conversations(engine, config, held=False), exclude_users=flagged, feedback_as_positive=True,
                               balance=True, seed=config.seed)
@@ -289,6 +292,29 @@ def evaluate(models: dict[str, Path], contexts: list, config: LoopConfig, reward
 
     return evaluate_models(models, contexts, human_reference(200), reward, judge=judge, max_new_tokens=config.max_new_tokens,
                            engine=config.engine)
+
+
+EVAL = ("breakdown", "guards", "paired", "reward")  # what of a model's eval its model version records
+
+
+def record_eval(engine: Engine, name: str, model: dict[str, Any]) -> None:
+    """Record ``model``, one model's entry of ``evaluate.run.evaluate_models`` results, as model version ``name``'s
+    eval (the ``eval`` key of its metrics), which the console's Models panel shows: ``organic loop``, ``organic eval``
+    and the watcher's eval step record theirs this way."""
+    from organic.store.versions import record_metrics
+
+    record_metrics(engine, name, eval=finite({k: model.get(k) for k in EVAL}))
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity as None: JSON columns (PostgreSQL's above all) refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def _sizes(examples) -> dict[str, int]:

@@ -144,5 +144,17 @@ class InteractionFailure(str, enum.Enum):
     MODEL_CRASH = "unsafe_model_crash"
 
 
+class Thumb(str, enum.Enum):
+    """A user's rating of a bot reply, as stored and sent."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+GOOD, BAD, UNKNOWN = 1, 0, -1
+"""An example's label (the CRINGE paper's c): a good reply, a bad one, or one nobody judged."""
+
 SAFE = "__ok__"
 """The verdict string the BB3x release uses for 'safe'; anything else means unsafe."""
+NOT_OK = "__notok__"
+"""The verdict string this project writes for 'unsafe' (the release also has others)."""

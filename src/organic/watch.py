@@ -24,11 +24,14 @@ since the last round began, it runs a round, one step at a time, with the loop's
 
 A step that cannot go on ends the round as ``stopped`` with the reason; the next round starts after ``every`` more
 ratings. Each step's end is stored in the round's row (``store.rounds``) with an audit log entry by "watcher" in one
-transaction, and the console at ``/admin`` shows the log. A watcher killed mid-round resumes at the first unfinished
-step, and a step reuses what a killed run had finished on disk (a reward model with its held-out metrics, a
-candidate folder with its ``organic_training.json``, an ``eval.json``); steps that change the serving plan store
-what they are about to do first, so that a restart completes the same change instead of making another. Run one
-watcher per store: two would each start rounds.
+transaction, together with the serving plan when the step changes it, on the condition that the plan in force is
+still the one the step looked at (a plan an operator changed meanwhile stops the round and stays). The console at
+``/admin`` shows the log. A store that fails for a moment (a lost connection, a locked database) is tried again
+(``RETRY_S``); one that keeps failing leaves the round running at its step, logged, for the next look to resume. A
+watcher killed mid-round resumes at the first unfinished step, and a step reuses what a killed run had finished on
+disk (a reward model with its held-out metrics, a candidate folder with its ``organic_training.json``, an
+``eval.json``); ``decide`` stores its decision before the plan changes, so that a restart completes the same change
+instead of testing again. Run one watcher per store: two would each start rounds.
 """
 
 from __future__ import annotations
@@ -48,14 +51,15 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import Engine
 
-from organic.loop import LoopConfig
+from organic.loop import LoopConfig, finite
 from organic.settings import Settings
 from organic.store import rounds
 from organic.store.models import WatchRound, utcnow
-from organic.store.versions import same_plan
+from organic.store.versions import PlanChanged, same_plan
 
 WHO = "watcher"  # the audit log's "who" for everything the watcher does
 STEPS = ("analyze", "reward", "train", "eval", "gate", "ab", "decide")
+RETRY_S = (1.0, 3.0, 10.0)  # pauses before trying a step again after the store failed for a moment
 
 
 @dataclass
@@ -127,13 +131,14 @@ class Stop(Exception):
 class Done:
     """A finished step: a sentence for the log, what it found, and the round's columns it sets. A step that changes
     the serving plan names its audit ``action`` (ab, promote, rollback, as the console's) and the plan
-    ``before`` and ``after``."""
+    ``before`` and ``after``, and ``serve`` (shares, note, based_on): the change, made as the step's end is stored."""
 
     message: str
     details: dict[str, Any] = field(default_factory=dict)
     columns: dict[str, Any] = field(default_factory=dict)
     action: str | None = None
     plan: dict[str, Any] = field(default_factory=dict)
+    serve: tuple[dict[str, float], str, int] | None = None
 
 
 class Round:
@@ -200,7 +205,7 @@ def analyze(r: Round) -> Done:
 
 def reward(r: Round) -> Done:
     """The reward model (reused when a killed run saved it whole), refused on too little data or at chance."""
-    from organic.generate.batch import written_aside
+    from organic.generate.loading import written_aside
     from organic.learn.iterate import check_reward_auc
     from organic.learn.reward import score_store
     from organic.loop import fit_reward, reward_labels
@@ -217,10 +222,10 @@ def reward(r: Round) -> Done:
     try:
         check_reward_auc(r.reward_auc, r.config.loop.min_reward_auc)
     except ValueError as gate:
-        raise Stop(str(gate), details={"metrics": _finite(metrics)}) from None
+        raise Stop(str(gate), details={"metrics": finite(metrics)}) from None
     scored = score_store(r.engine, r.reward)
     return Done(f"reward model: held-out ROC AUC {r.reward_auc:.2f} on {metrics['n']} thumbs; its verdicts on {scored} "
-                "unrated replies", {"metrics": _finite(metrics), "scored": scored})
+                "unrated replies", {"metrics": finite(metrics), "scored": scored})
 
 
 def train(r: Round) -> Done:
@@ -249,15 +254,15 @@ def train(r: Round) -> Done:
             if broken else None)
         if why:
             raise Stop(f"training diverged in CRINGE iteration {i} of {iterations}: {why}; the candidate is not served",
-                       details={"losses": [_finite(run.get("losses")) for run in runs]})
+                       details={"losses": [finite(run.get("losses")) for run in runs]})
     name = f"watch-{r.row.id}"
     (r.candidate_folder / "VERSION").write_text(name + "\n")  # the server stores its replies under this name
-    metrics = _finite({k: v for k, v in runs[-1].items() if k not in ("base", "config")})
+    metrics = finite({k: v for k, v in runs[-1].items() if k not in ("base", "config")})
     register_version(r.engine, name, path=str(r.candidate_folder.resolve()), parent=r.row.incumbent, method="cringe",
                      base_model=str(r.incumbent_folder), metrics=metrics, notes={"watch_round": r.row.id})
     return Done(f"candidate {name}: {iterations} CRINGE iteration(s) from {r.row.incumbent} on {runs[0]['examples']} "
                 f"examples, final training loss {runs[-1]['train_loss']:.3g}",
-                {"folder": str(r.candidate_folder), "train_loss": [_finite(run["train_loss"]) for run in runs]},
+                {"folder": str(r.candidate_folder), "train_loss": [finite(run["train_loss"]) for run in runs]},
                 columns={"candidate": name})
 
 
@@ -266,9 +271,8 @@ def evaluate(r: Round) -> Done:
     figures go into its model version's metrics, for the console's Models panel."""
     from organic.evaluate.judge import EVALUATOR, Judge
     from organic.evaluate.run import write_eval_report
-    from organic.generate.batch import written_aside
-    from organic.loop import evaluate as evaluate_models, held_out_set
-    from organic.store.versions import register_version, versions
+    from organic.generate.loading import written_aside
+    from organic.loop import evaluate as evaluate_models, held_out_set, record_eval
 
     if not (r.folder / "eval" / "eval.json").is_file():
         held = held_out_set(r.engine, r.config.loop)
@@ -282,10 +286,7 @@ def evaluate(r: Round) -> Done:
             write_eval_report(results, aside)
     results = r.results
     model = results["models"][r.row.candidate]
-    version = next(v for v in versions(r.engine) if v.name == r.row.candidate)
-    register_version(r.engine, version.name, path=version.path, parent=r.row.incumbent, method=version.method,
-                     base_model=version.base_model, notes=version.notes,
-                     metrics={**(version.metrics or {}), "eval": _finite({k: model[k] for k in ("breakdown", "guards", "paired", "reward")})})
+    record_eval(r.engine, r.row.candidate, model)
     bad = {name: m["breakdown"]["bad"]["percent"] for name, m in results["models"].items()}
     paired = model["paired"]
     return Done(f"judged bad on {len(results['contexts'])} held-out contexts: {r.row.incumbent} {bad[r.row.incumbent]:.1f}%, "
@@ -307,9 +308,10 @@ def gate(r: Round) -> Done:
 
 
 def ab(r: Round) -> Done:
-    """An A/B: ``ab_share`` of new conversations for the candidate, the rest for the serving model. The plans
-    before and after are stored first, so a restart completes this change rather than stacking another."""
-    from organic.store.versions import serving, set_serving
+    """An A/B: ``ab_share`` of new conversations for the candidate, the rest for the serving model. The plans before
+    and after are kept in the round first (``decide`` goes back to ``before``); the change is stored with the step's
+    end, if the plan in force is still the one looked at here."""
+    from organic.store.versions import current_plan, serving, set_serving
 
     incumbent, candidate, share = r.row.incumbent, r.row.candidate, r.config.ab_share
     if "ab" not in r.details:
@@ -320,26 +322,26 @@ def ab(r: Round) -> Done:
         r.save(details={"ab": {"before": before, "after": {incumbent: 1 - share, candidate: share},
                                "started": utcnow().isoformat()}})  # the A/B is judged on conversations from here on
     before, after = r.details["ab"]["before"], r.details["ab"]["after"]
-    now = serving(r.engine)
-    if not same_plan(now, after):
-        if now and not same_plan(now, before):
-            raise Stop(f"the serving plan changed while the A/B was being set up (now {_plan(now)}); the watcher leaves it")
-        if not now:  # no plan was ever set: store the one in force, so that a rollback has it to return to
-            set_serving(r.engine, before, note=f"watch round {r.row.id}: the serving model before its A/B")
-        set_serving(r.engine, after, note=f"watch round {r.row.id}: A/B")
+    plan_id, now = current_plan(r.engine)
+    if not now:  # no plan was ever set: store the one in force, so that a rollback has it to return to
+        set_serving(r.engine, before, note=f"watch round {r.row.id}: the serving model before its A/B", based_on=plan_id)
+        plan_id, now = current_plan(r.engine)
+    if not same_plan(now, before) and not same_plan(now, after):
+        raise Stop(f"the serving plan changed while the A/B was being set up (now {_plan(now)}); the watcher leaves it")
     return Done(f"A/B started: {candidate} gets {share:.0%} of new conversations, {incumbent} the rest (a running "
                 "`organic serve` follows within ORGANIC_PLAN_REFRESH_S seconds)", dict(r.details["ab"]),
-                action="ab", plan={"before": before, "after": after})
+                action="ab", plan={"before": before, "after": after},
+                serve=None if same_plan(now, after) else (after, f"watch round {r.row.id}: A/B", plan_id))
 
 
 def decide(r: Round) -> Done | None:
     """Promote, roll back, or wait for ``min_thumbs`` (None) on the A/B's thumbs (``ab_verdict``). The decision is stored before the
     plan changes, so a restart completes it; a plan someone else changed meanwhile ends the round untouched."""
     from organic.evaluate.live import live_ab
-    from organic.store.versions import serving, set_serving
+    from organic.store.versions import current_plan
 
     candidate, before, after = r.row.candidate, r.details["ab"]["before"], r.details["ab"]["after"]
-    now = serving(r.engine)
+    plan_id, now = current_plan(r.engine)
     if "decision" not in r.details:
         if not same_plan(now, after):
             raise Stop(f"someone changed the serving plan during the A/B (now {_plan(now)}); the watcher leaves it as it is")
@@ -352,13 +354,12 @@ def decide(r: Round) -> Done | None:
         r.save(details={"decision": verdict})
     decision = r.details["decision"]
     target = {candidate: 1.0} if decision["action"] == "promote" else before
-    if same_plan(now, after):  # the plan stored is the one the decision names, whatever changed the store since
-        set_serving(r.engine, target, note=f"watch round {r.row.id}: {decision['action']}")
-    elif not same_plan(now, target):
+    if not same_plan(now, after) and not same_plan(now, target):
         raise Stop(f"someone changed the serving plan while the decision was applied (now {_plan(now)}); the watcher leaves it")
     status = "promoted" if decision["action"] == "promote" else "rolled_back"
     return Done(decision["why"], {"verdict": decision}, columns={"status": status, "reason": decision["why"]},
-                action=decision["action"], plan={"before": after, "after": target})
+                action=decision["action"], plan={"before": after, "after": target},
+                serve=(target, f"watch round {r.row.id}: {decision['action']}", plan_id) if same_plan(now, after) else None)
 
 
 STEP: dict[str, Callable[[Round], Done | None]] = {"analyze": analyze, "reward": reward, "train": train, "eval": evaluate,
@@ -492,23 +493,24 @@ def _training_runs(root: Path, iterations: int) -> list[dict] | None:
     return [json.loads((root / f"iteration-{i}" / "organic_training.json").read_text()) for i in range(1, iterations)] + [last]
 
 
+def transient(error: BaseException) -> bool:
+    """Whether ``error`` is the store failing for a moment (a lost connection, a locked database): worth trying again."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    return isinstance(error, OperationalError | InterfaceError) or (isinstance(error, DBAPIError) and error.connection_invalidated)
+
+
+def _said(error: BaseException) -> str:
+    """A store error in a line: the driver's message, without the statement."""
+    return f"{type(error).__name__}: {str(getattr(error, 'orig', None) or error).strip()}"
+
+
 def _check(name: str, ok: bool, why: str) -> dict[str, Any]:
     return {"check": name, "ok": bool(ok), "why": why}
 
 
 def _plan(plan: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.0%}" for k, v in plan.items()) or "none"
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every NaN or infinity as None: JSON columns (PostgreSQL's above all) refuse them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 # the service ------------------------------------------------------------------------------------------------
@@ -560,35 +562,65 @@ class Watcher:
         return row
 
     def advance(self, r: Round) -> WatchRound:
-        """Run the round's unfinished steps in order until it waits for thumbs in its A/B or ends."""
+        """Run the round's unfinished steps in order until it waits for thumbs in its A/B, ends, or finds the store
+        failing after ``RETRY_S`` tries (then it stays at its step, for the next look to resume)."""
         done = STEPS.index(r.row.step) + 1 if r.row.step else 0
         for step in STEPS[done:]:
             if (r.row.id, step) not in self.begun:
                 self.begun.add((r.row.id, step))
                 starts = r.details.get("starts", {})
                 r.save(details={"starts": {**starts, step: starts.get(step, 0) + 1}})
-            try:
-                finished = STEP[step](r)
-            except Stop as stop:
-                return self.stop(r.row, step, stop)
-            except (ValueError, FileNotFoundError) as error:  # the loop's stages say what is missing this way
-                return self.stop(r.row, step, Stop(f"{step}: {error}"))
-            except Exception as error:  # anything else ends the round too, said, rather than crash the service
-                self.console.print_exception()
-                return self.stop(r.row, step, Stop(f"{step} failed: {type(error).__name__}: {error}"))
+            for pause in (*RETRY_S, None):
+                try:
+                    finished = self.finish(r, step)
+                    break
+                except Stop as stop:
+                    return self.stop(r.row, step, stop)
+                except PlanChanged as changed:  # an operator changed the plan between the step's look and its change
+                    return self.stop(r.row, step, Stop(f"someone changed the serving plan as the watcher was changing it "
+                                                       f"({changed}); the watcher leaves it as it is"))
+                except (ValueError, FileNotFoundError) as error:  # the loop's stages say what is missing this way
+                    return self.stop(r.row, step, Stop(f"{step}: {error}"))
+                except Exception as error:
+                    if not transient(error):  # anything else ends the round too, said, rather than crash the service
+                        self.console.print_exception()
+                        return self.stop(r.row, step, Stop(f"{step} failed: {type(error).__name__}: {error}"))
+                    if pause is None:
+                        return self.unreachable(r, step, error)
+                    self.console.print(f"[yellow]watch[/yellow] round {r.row.id}, {step}: the store failed "
+                                       f"({escape(_said(error))}); trying again in {pause:g} s")
+                    time.sleep(pause)
             if finished is None:
                 return r.row
-            entry = {"step": step, "message": finished.message, **finished.plan}
-            r.save(step=step, details={step: _finite(finished.details)}, audit_entry=(WHO, finished.action or f"watch_{step}", entry),
-                   **finished.columns)
             self.console.print(f"[bold]watch[/bold] round {r.row.id}, {step}: {escape(finished.message)}")
+        return r.row
+
+    def finish(self, r: Round, step: str) -> Done | None:
+        """Run ``step`` and store its end (with its change of the serving plan, if any); None while it waits."""
+        finished = STEP[step](r)
+        if finished is not None:
+            entry = {"step": step, "message": finished.message, **finished.plan}
+            r.save(step=step, details={step: finite(finished.details)}, audit_entry=(WHO, finished.action or f"watch_{step}", entry),
+                   serve=finished.serve, **finished.columns)
+        return finished
+
+    def unreachable(self, r: Round, step: str, error: Exception) -> WatchRound:
+        """The round left running at ``step`` after the store failed ``len(RETRY_S) + 1`` times, said in the audit log
+        when the store takes it: the next look resumes the step."""
+        reason = (f"{step}: the store failed {len(RETRY_S) + 1} times ({_said(error)}); the round stays at this step and "
+                  "the watcher tries it again at its next look")
+        self.console.print(f"[yellow]watch[/yellow] round {r.row.id}: {escape(reason)}")
+        try:
+            r.save(audit_entry=(WHO, "watch_error", {"step": step, "message": reason}))
+        except Exception as again:  # said on the console only
+            self.console.print(f"[yellow]watch[/yellow] round {r.row.id}: the audit log could not record it either ({escape(_said(again))})")
         return r.row
 
     def stop(self, row: WatchRound, step: str, stop: Stop) -> WatchRound:
         """End the round as ``stop.status`` with its reason, and say why."""
         action = "watch_reject" if stop.status == "rejected" else "watch_stop"
         row = rounds.save(self.engine, row.id, status=stop.status, reason=stop.reason,
-                          details={step: _finite(stop.details)} if stop.details else None,
+                          details={step: finite(stop.details)} if stop.details else None,
                           audit_entry=(WHO, action, {"step": step, "message": stop.reason}))
         self.console.print(f"[yellow]watch[/yellow] round {row.id} {stop.status} at {step}: {escape(stop.reason)}")
         return row

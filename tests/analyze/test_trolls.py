@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from organic.analyze.safetymix import (
+from organic.simulate.safetymix import (
     EXPLICIT,
     IMPLICIT,
     SAFE,
@@ -16,7 +16,7 @@ from organic.analyze.safetymix import (
     build_pools,
     safetymix,
 )
-from organic.analyze.stats import detection
+from organic.stats import detection
 from organic.analyze.trolls import (
     Judgement,
     TrustConfig,

@@ -19,7 +19,7 @@ from organic.evaluate.run import (
     write_eval_report,
 )
 from organic.evaluate.judge import assess
-from organic.learn.data import Example
+from organic.examples import Example
 from organic.learn.reward import RewardConfig, RewardModel
 from organic.taxonomy import CrowdLabel
 from support import FIXTURES

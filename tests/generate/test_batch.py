@@ -11,7 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from organic.generate import GenerationSettings
-from organic.generate.batch import check_loaded, generate_replies, load_causal_lm, reply_likelihoods, reply_nll
+from organic.generate.batch import generate_replies, reply_likelihoods, reply_nll
+from organic.generate.loading import check_loaded, load_causal_lm
 
 
 def test_loads_from_eight_threads_run_one_at_a_time_and_stay_tied(tiny_model_dir, monkeypatch):
@@ -92,7 +93,7 @@ def test_likelihoods_carry_the_reply_state_from_the_same_pass_when_asked(tiny_mo
     assert all(len(s.state) == 16 for s in with_state)  # the tiny model is 16 wide
     # the mean over the reply's tokens (and its end of turn) of the last layer's output, worked out by hand
     model, tokenizer = load_causal_lm(tiny_model_dir)
-    from organic.learn.cringe import IGNORE_INDEX, tokenize_example
+    from organic.examples import IGNORE_INDEX, tokenize_example
 
     row = tokenize_example(tokenizer, contexts[1], "I am Sam.", -1, 512)
     with torch.no_grad():

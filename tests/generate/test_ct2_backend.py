@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from organic.generate import CT2Backend, GenerationError, GenerationSettings, generate_replies_ct2, make_backend
 from organic.generate.base import CUT_OFF
-from organic.generate.batch import generate_replies, load_causal_lm
+from organic.generate.batch import generate_replies
+from organic.generate.loading import load_causal_lm
 from organic.generate.ct2_backend import converted_model
 from organic.settings import Settings
 from organic.store import Message

@@ -7,7 +7,8 @@ from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from organic.learn.cringe import CringeCollator, CringeConfig, CringeTrainer, tokenize_example
+from organic.examples import tokenize_example
+from organic.learn.cringe import CringeCollator, CringeConfig, CringeTrainer
 
 WORDS = "<pad> <eos> <unk> <user> <assistant> hello there how are you fine go away".split()
 TEMPLATE = (

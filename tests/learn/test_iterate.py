@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from organic.generate.batch import Reply
+from organic.examples import Example
+from organic.generate.base import Reply
 from organic.learn import iterate
-from organic.learn.data import Example
 from organic.learn.iterate import iterate_cringe, label_replies
 from organic.learn.reward import RewardConfig, evaluate
 from organic.learn.train import TrainConfig

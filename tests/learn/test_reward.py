@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from organic.learn.data import Example, parse_reward
+from organic.examples import Example, parse_reward
 from organic.learn.reward import RewardConfig, RewardModel, evaluate, expected_calibration_error, verdict_string
 
 TOPICS = {

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from organic.learn.data import Example
+from organic.examples import Example
 from organic.learn.train import TrainConfig, _dataset, train
 from tiny import tiny_llama_folder, word_tokenizer
 

@@ -4,11 +4,11 @@ import random
 
 import pytest
 
-from organic.safety import NOT_OK, SafetyVerdict, canned_reply, check, check_many, check_turn, is_canned, sensitive_topics
+from organic.safety import SafetyVerdict, canned_reply, check, check_many, check_turn, is_canned, sensitive_topics
 from organic.safety.canned import CRASH_REPLIES, SELF_HARM_REPLIES, UNSAFE_HUMAN_REPLIES
 from organic.safety.string_matcher import find_offensive
 from organic.safety.topics import find_topic
-from organic.taxonomy import SAFE, InteractionFailure
+from organic.taxonomy import NOT_OK, SAFE, InteractionFailure
 
 ORDINARY = [
     "hello, how are you today?",

@@ -4,17 +4,24 @@ promote and rollback."""
 from __future__ import annotations
 
 import random
+import threading
+import time
 
 import pytest
+from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from organic.cli import app
 from organic.evaluate.live import live_ab
 from organic.generate import EchoBackend
 from organic.serve.router import Router
-from organic.store.versions import register_version, rollback, serving, set_serving
+from organic.store import ServingChange, session_scope
+from organic.store.versions import (PlanChanged, change_serving, current_plan, register_version, rollback, serving,
+                                    set_serving)
 from serving import session
 from support import both_databases
+
+WAIT_S = 60  # for a state waited for: far beyond what it takes
 
 
 def test_router_draws_versions_by_share():
@@ -66,6 +73,71 @@ def test_promote_ab_and_rollback(engine, tmp_path):
     assert rollback(engine) == {"base": 1.0}
     with pytest.raises(ValueError, match="unknown model version"):
         set_serving(engine, {"nope": 1.0}, note="promote")
+
+
+@both_databases
+def test_a_change_based_on_a_plan_no_longer_in_force_is_refused(engine, tmp_path):
+    for name in ("base", "a", "b"):
+        register_version(engine, name, path=str(tmp_path / name))
+    assert current_plan(engine) == (0, {})
+    set_serving(engine, {"base": 1.0}, note="promote", based_on=0)  # 0: no plan was ever set
+    seen, plan = current_plan(engine)
+    assert seen > 0 and plan == {"base": 1.0}
+    set_serving(engine, {"a": 1.0}, note="promote", based_on=seen)
+    with pytest.raises(PlanChanged, match=r"changed meanwhile: it is now a 100% \(change \d+: promote\)"):
+        set_serving(engine, {"b": 1.0}, note="promote", based_on=seen)  # decided on base alone, which is gone
+    assert serving(engine) == {"a": 1.0} and changes(engine) == 2
+
+
+@both_databases
+def test_of_two_changes_based_on_the_same_plan_only_the_first_is_made(engine, tmp_path):
+    """Two changes race, each based on the plan in force: the second waits for the first's transaction (PostgreSQL:
+    a lock on the table; SQLite: its one writer) and is then refused, instead of both passing the check."""
+    for name in ("base", "a", "b"):
+        register_version(engine, name, path=str(tmp_path / name))
+    set_serving(engine, {"base": 1.0}, note="promote")
+    seen = current_plan(engine)[0]
+    inside, commit, second = threading.Event(), threading.Event(), []
+
+    def first() -> None:
+        with session_scope(engine) as s:
+            change_serving(s, {"a": 1.0}, "first", based_on=seen)
+            inside.set()
+            commit.wait(WAIT_S)
+
+    def other() -> None:
+        try:
+            second.append(set_serving(engine, {"b": 1.0}, note="second", based_on=seen))
+        except PlanChanged as refused:
+            second.append(refused)
+
+    racing = [threading.Thread(target=first), threading.Thread(target=other)]
+    racing[0].start()
+    assert inside.wait(WAIT_S)  # the first change is made, not committed
+    racing[1].start()
+    deadline = time.monotonic() + WAIT_S
+    while racing[1].is_alive() and not waits_for_a_lock(engine):  # SQLite: nothing to see; its writers queue anyway
+        assert time.monotonic() < deadline, "the second change neither ended nor waited"
+        time.sleep(0.01)
+    commit.set()
+    for thread in racing:
+        thread.join(WAIT_S)
+    assert isinstance(second[0], PlanChanged), second
+    assert serving(engine) == {"a": 1.0} and changes(engine) == 2
+
+
+def changes(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(ServingChange)).scalar_one()
+
+
+def waits_for_a_lock(engine) -> bool:
+    """Whether a session of this PostgreSQL database waits for a lock (True on SQLite, which cannot say)."""
+    if engine.dialect.name != "postgresql":
+        return True
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND wait_event_type = 'Lock'")).scalar_one() > 0
 
 
 def test_cli_promote_rollback_and_serving_plan(database_url, tmp_path):

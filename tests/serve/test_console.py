@@ -4,16 +4,18 @@ server, and audited."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
 from scipy.stats import fisher_exact
 from sqlalchemy import select
 
-from consoling import ANSWER, DOWN_REASONS, EVAL, seed
-from organic.analyze.stats import Proportion
-from organic.generate import EchoBackend
+from consoling import ANSWER, DOWN_REASONS, EVAL, SAFE, UNSAFE, day, seed
+from organic.stats import Proportion
+from organic.generate import EchoBackend, GenerationSettings
 from organic.serve.app import create_app, serving_backends
 from organic.serve.router import Router
 from organic.settings import Settings
@@ -25,6 +27,7 @@ from support import both_databases
 TOKEN = "admin-secret"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 PANELS = ("traffic", "feedback", "ab", "people", "annotation", "models", "report", "audit")
+WAIT_S = 60  # for a state waited for: far beyond what it takes, so only a real failure runs out
 
 
 @pytest.fixture
@@ -56,14 +59,56 @@ def versions_of_new_conversations(client: TestClient, n: int) -> list[str]:
     return [client.post("/api/conversations").json()["model_version"] for _ in range(n)]
 
 
-def test_the_router_follows_a_new_plan_and_keeps_the_backends_it_had():
-    router = Router([EchoBackend("a")], {"a": 1.0}, rng=random.Random(0))
-    router.follow({"b": 1.0}, [EchoBackend("b")])
+class Closable(EchoBackend):
+    """A model version that says when it is closed, and whose replies, once ``gated``, wait for ``go``."""
+
+    def __init__(self, model_version: str, gated: bool = False):
+        super().__init__(model_version)
+        self.started, self.go, self.closed = threading.Event(), threading.Event(), threading.Event()
+        if not gated:
+            self.go.set()
+
+    async def stream(self, messages, settings):
+        self.started.set()
+        await asyncio.to_thread(self.go.wait, WAIT_S)
+        async for delta in super().stream(messages, settings):
+            yield delta
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def released() -> None:
+    """Wait for the threads on which the router closes released backends (``Router.release``) to end."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("organic-release-"):
+            thread.join(WAIT_S)
+
+
+def test_the_router_follows_a_new_plan_and_releases_the_versions_it_drops_once_their_replies_end():
+    a, b, c = Closable("a"), Closable("b"), EchoBackend("c")
+    router = Router([a, c], {"a": 0.5, "c": 0.5}, rng=random.Random(0))
+    chat = [{"role": "user", "content": "hello there you"}]
+
+    async def a_reply_of_a_across_the_change() -> str:
+        reply = router.stream(a, chat, GenerationSettings())
+        first = await anext(reply)  # a reply of a is being generated
+        router.follow({"b": 1.0}, [b])
+        released()
+        assert router.backends == {"b": b} and router.backend("a") is b  # a's conversations go on with b
+        assert not a.closed.is_set()  # not while its reply runs
+        return first + "".join([delta async for delta in reply])
+
+    assert asyncio.run(a_reply_of_a_across_the_change()) == EchoBackend.reply(chat)  # the reply ran to its end
+    released()
+    assert a.closed.is_set() and not b.closed.is_set()  # closed after its last reply; c, without close, just dropped
     assert {router.choose() for _ in range(20)} == {"b"}
-    assert router.backend("a").model_version == "a"  # conversations started on a keep it
     with pytest.raises(ValueError, match="not served"):
         router.follow({"c": 1.0})
     assert router.shares == {"b": 1.0}
+    router.follow({"a": 1.0}, [a2 := Closable("a")])  # idle when dropped: closed at once
+    released()
+    assert b.closed.is_set() and router.backends == {"a": a2}
 
 
 # login ------------------------------------------------------------------------------------------------------
@@ -163,6 +208,10 @@ def test_every_panel_is_filled_from_the_store(console):
     assert models["cringe-it1"]["parent"] == "base" and models["cringe-it1"]["method"] == "cringe"
     assert models["cringe-it1"]["data"] == {"examples": 40, "positives": 20, "negatives": 20}
     assert models["cringe-it1"]["eval"] == EVAL and models["sft-1"]["eval"] is None and models["base"]["eval"] is None
+    assert models["cringe-it1"]["not_evaluated"] is None  # `organic train` evaluates nothing: the panel says so, and how
+    assert models["sft-1"]["not_evaluated"] == ("no eval recorded: this version was not evaluated; `organic eval --model base "
+                                                "--model sft-1` evaluates it against its parent and records the figures here")
+    assert models["base"]["not_evaluated"].endswith("`organic eval --model base` evaluates it and records the figures here")
 
     report = console.get("/api/admin/console/report").json()
     assert report["available"] and report["figures"]["conversations"] == 11
@@ -280,3 +329,174 @@ def test_cookie_actions_from_another_site_are_refused(console):
     assert client.get("/api/admin/console/audit", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200  # reading is not an action
     allowed = client.post("/api/admin/console/rollback", headers={"Sec-Fetch-Site": "same-origin"})
     assert allowed.status_code != 403
+
+
+# the serving plan: one change at a time, each on the plan it was based on ----------------------------------
+class Contended:
+    """A lock that sets ``waiting`` when a caller finds it taken (and then waits for it)."""
+
+    def __init__(self, waiting: threading.Event):
+        self.lock, self.waiting = threading.Lock(), waiting
+
+    def __enter__(self):
+        if not self.lock.acquire(blocking=False):
+            self.waiting.set()
+            self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+
+@both_databases
+def test_a_plan_the_refresh_read_is_never_applied_over_a_newer_console_change(settings, store_engine, tmp_path, monkeypatch):
+    """The server's refresh from the store (``plan_follower``) reads a plan another process stored; while it loads it,
+    an operator promotes a version in the console. The plan the refresh read must not be applied after the console's
+    change (it was, for one refresh interval)."""
+    from organic.serve import app as server
+    from organic.store import versions as store_versions
+
+    seed(store_engine, tmp_path)
+    set_serving(store_engine, {"base": 1.0}, note="promote")
+    progress = threading.Event()  # the console's change ended, or found the plan being changed and waits its turn
+    routers = []
+
+    class Watched(Router):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.changing = Contended(progress)
+            routers.append(self)
+
+    monkeypatch.setattr(server, "Router", Watched)
+    quiet = settings.model_copy(update={"plan_refresh_s": 0})  # no refresh but the one this test makes
+    client = start(quiet, store_engine)
+    other, read, go = {"base": 0.5, "cringe-it1": 0.5}, threading.Event(), threading.Event()
+    real_serving = store_versions.serving
+
+    def serving_then_pause(engine) -> dict:
+        plan = real_serving(engine)
+        if plan == other and not read.is_set():
+            read.set()
+            go.wait(WAIT_S)  # the refresh holds what it read while the operator acts
+        return plan
+
+    monkeypatch.setattr(store_versions, "serving", serving_then_pause)
+    refresh = server.plan_follower(store_engine, routers[0], quiet)
+    set_serving(store_engine, other, note="ab")  # `organic ab` in another process
+    promoted = []
+
+    def promote() -> None:
+        promoted.append(client.post("/api/admin/console/promote", json={"version": "sft-1"}, headers=ADMIN))
+        progress.set()
+
+    refreshing, changing = threading.Thread(target=refresh, daemon=True), threading.Thread(target=promote, daemon=True)
+    refreshing.start()
+    try:
+        assert read.wait(WAIT_S)
+        changing.start()
+        assert progress.wait(WAIT_S)
+    finally:
+        go.set()
+        refreshing.join(WAIT_S)
+        if changing.is_alive():
+            changing.join(WAIT_S)
+    assert promoted[0].status_code == 200, promoted[0].text
+    assert serving(store_engine) == {"sft-1": 1.0}
+    assert client.get("/api/admin/stats", headers=ADMIN).json()["serving"] == {"sft-1": 1.0}  # not the plan read before
+    client.__exit__(None, None, None)
+
+
+@both_databases
+def test_a_reply_in_flight_on_a_retired_version_ends_and_then_its_backend_is_closed(settings, store_engine, tmp_path):
+    seed(store_engine, tmp_path)
+    set_serving(store_engine, {"base": 1.0}, note="promote")
+    base = Closable("base", gated=True)
+    with TestClient(create_app(settings, [base], engine=store_engine, shares={"base": 1.0})) as client:
+        session(client)
+        convo = client.post("/api/conversations").json()
+        replies = []
+        chatting = threading.Thread(target=lambda: replies.append(client.post(
+            f"/api/conversations/{convo['id']}/messages?stream=false", json={"text": "hello there"}).json()), daemon=True)
+        chatting.start()
+        try:
+            assert base.started.wait(WAIT_S)  # base is writing its reply
+            promoted = client.post("/api/admin/console/promote", json={"version": "cringe-it1"}, headers=ADMIN)
+            assert promoted.status_code == 200 and promoted.json()["serving"] == {"cringe-it1": 1.0}
+            released()
+            assert not base.closed.is_set()
+        finally:
+            base.go.set()
+            chatting.join(WAIT_S)
+        reply = replies[0]["reply"]
+        assert (reply["model_version"], reply["from_model_crash"]) == ("base", False)
+        assert reply["text"] == EchoBackend.reply([{"role": "user", "content": "hello there"}])
+        released()
+        assert base.closed.is_set()  # released once its reply ended
+        assert set(versions_of_new_conversations(client, 5)) == {"cringe-it1"}
+
+
+@both_databases
+def test_a_change_overtaken_by_another_is_refused_and_nothing_of_it_is_stored(console, store_engine, monkeypatch):
+    """Someone else (the watcher, `organic ab`, another server's console) changes the plan while the console checks its
+    own change: the console's is refused with 409, not stored, not audited, not served."""
+    real_load_missing = Router.load_missing
+
+    def another_change_first(router, plan, load):
+        set_serving(store_engine, {"cringe-it1": 1.0}, note="promote")  # between the console's look and its change
+        return real_load_missing(router, plan, load)
+
+    monkeypatch.setattr(Router, "load_missing", another_change_first)
+    refused = console.post("/api/admin/console/promote", json={"version": "sft-1"})
+    monkeypatch.undo()
+    assert refused.status_code == 409, refused.text
+    assert "changed meanwhile" in refused.json()["detail"] and "cringe-it1 100%" in refused.json()["detail"]
+    assert serving(store_engine) == {"cringe-it1": 1.0} and console.get("/api/admin/console/audit").json() == []
+    assert "sft-1" not in console.get("/api/admin/console/ab").json()["serving"]
+
+
+@both_databases
+def test_a_change_based_on_a_plan_no_longer_in_force_is_refused(console, store_engine):
+    seen = console.get("/api/admin/console/ab").json()["plan_id"]
+    set_serving(store_engine, {"base": 0.5, "cringe-it1": 0.5}, note="ab")  # `organic ab`, after the operator looked
+    for action, body in (("promote", {"version": "sft-1"}), ("ab", {"shares": {"sft-1": 1.0}}), ("rollback", {})):
+        refused = console.post(f"/api/admin/console/{action}", json={**body, "based_on": seen})
+        assert refused.status_code == 409 and "changed meanwhile" in refused.json()["detail"], (action, refused.text)
+    assert serving(store_engine) == {"base": 0.5, "cringe-it1": 0.5} and console.get("/api/admin/console/audit").json() == []
+    now = console.get("/api/admin/console/ab").json()["plan_id"]
+    assert now > seen
+    promoted = console.post("/api/admin/console/promote", json={"version": "sft-1", "based_on": now})
+    assert promoted.status_code == 200 and serving(store_engine) == {"sft-1": 1.0}
+    back = console.post("/api/admin/console/rollback", json={"based_on": console.get("/api/admin/console/ab").json()["plan_id"]})
+    assert back.status_code == 200 and serving(store_engine) == {"base": 0.5, "cringe-it1": 0.5}
+
+
+@both_databases
+def test_a_plan_change_and_its_audit_entry_are_stored_together_or_not_at_all(console, store_engine, monkeypatch):
+    from organic.store import audit
+
+    def full(*args, **kwargs):
+        raise RuntimeError("the audit log is full")
+
+    monkeypatch.setattr(audit, "add", full)
+    with pytest.raises(RuntimeError, match="the audit log is full"):
+        console.post("/api/admin/console/promote", json={"version": "sft-1"})
+    monkeypatch.undo()
+    assert serving(store_engine) == {"base": 1.0} and console.get("/api/admin/console/audit").json() == []
+    assert set(versions_of_new_conversations(console, 5)) == {"base"}
+
+
+@both_databases
+def test_a_flagged_users_rating_counts_are_the_people_panels(console, store_engine):
+    from organic.store.bulk import write_conversations
+    from organic.store.records import ConversationRecord, MessageRecord
+
+    rated = [MessageRecord("human", "nasty words again", safety=UNSAFE),
+             MessageRecord("bot", "reply one", model_version="base", safety=SAFE, thumb="down", reason="rude"),
+             MessageRecord("human", "more nasty words", safety=UNSAFE),
+             MessageRecord("bot", "reply two", model_version="base", safety=SAFE, thumb="up")]
+    write_conversations(store_engine, [ConversationRecord("c-troll-rates", "troll-1", rated, source="live", model_version="base",
+                                                          created_at=day(0, hour=10), age_confirmed=True, save_conversations=True)])
+    people = {r["user"]: r for r in console.get("/api/admin/console/people").json()["raters"]}
+    flagged = {u["user"]: u for u in console.get("/api/admin/console/trolls?features=tfidf").json()["flagged"]}
+    assert people["troll-1"] == {"user": "troll-1", "ratings": 2, "thumbs_down": 1, "thumbs_up": 1}
+    assert {k: flagged["troll-1"][k] for k in people["troll-1"]} == people["troll-1"]

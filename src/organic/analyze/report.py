@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
-from organic.analyze.stats import Proportion, agreement, cohen_kappa, summary
+from organic.stats import Proportion, agreement, cohen_kappa, summary
 from organic.formats.bb3x import parse_conversation
 from organic.formats.rows import SCHEMA, to_rows
 from organic.taxonomy import SAFE, CrowdLabel, DislikeReason

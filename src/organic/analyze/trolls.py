@@ -255,10 +255,10 @@ def from_store(engine, filters=None, *, batch: int = 5000) -> tuple[list[Judgeme
 
     A human message's stored safety verdict counts where there is one; the others are checked now.
     """
-    from organic.learn.data import is_canned
+    from organic.examples import contexts, last_user_turn
     from organic.safety import check_many
     from organic.store.read import iter_conversations
-    from organic.taxonomy import SAFE, Sender
+    from organic.taxonomy import SAFE, Sender, Thumb
 
     judgements: list[Judgement] = []
     own: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -271,10 +271,8 @@ def from_store(engine, filters=None, *, batch: int = 5000) -> tuple[list[Judgeme
         unchecked.clear()
 
     for convo in iter_conversations(engine, filters):
-        last_human = ""
         for m in convo.messages:
             if m.sender == Sender.HUMAN.value:
-                last_human = m.text
                 stored = [v for k, v in (m.safety or {}).items() if k in ("duo_safety", "string_matcher") and v]
                 if stored:
                     own[convo.user_pseudo_id][0] += 1
@@ -283,8 +281,10 @@ def from_store(engine, filters=None, *, batch: int = 5000) -> tuple[list[Judgeme
                     unchecked.append((convo.user_pseudo_id, m.text))
                     if len(unchecked) >= batch:
                         check_pending()
-            elif m.thumb in ("up", "down") and not is_canned(m):
-                judgements.append(Judgement(convo.user_pseudo_id, f"{last_human}\n{m.text}", int(m.thumb == "up")))
+        for _, m, context in contexts(convo):
+            if m.thumb is not None:
+                judgements.append(Judgement(convo.user_pseudo_id, f"{last_user_turn(context) or ''}\n{m.text}",
+                                            int(m.thumb == Thumb.UP)))
     check_pending()
     return judgements, {u: (n, bad) for u, (n, bad) in own.items()}
 

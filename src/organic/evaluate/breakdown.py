@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from organic.analyze.stats import Proportion
+from organic.stats import Proportion
 from organic.taxonomy import CrowdLabel
 
 COLUMNS = tuple(CrowdLabel)  # Table 9's order: Good, Inappropriate, Off topic, Nonsensical, Ignoring, Repeating, Other

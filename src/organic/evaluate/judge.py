@@ -177,7 +177,7 @@ def tune_threshold(judge: Judge, x: np.ndarray, labels: Sequence[CrowdLabel], *,
     """The P(bad) threshold with the best good/bad Cohen's kappa on these (dev) items among those whose judged bad
     rate is within ``max_rate_gap`` of the labelled one (a Table 9 needs the rate right, not only the ranking);
     the best kappa overall when none is."""
-    from organic.analyze.stats import cohen_kappa
+    from organic.stats import cohen_kappa
 
     p = judge.p_bad_of(x)
     truth = [not label.is_good for label in labels]
@@ -198,7 +198,7 @@ def assess(truth: Sequence[CrowdLabel], judged: Sequence[CrowdLabel]) -> dict:
     the labelled and judged bad rates (with a 95% interval for the labelled one), the single-label kappa, and
     per-category recall (of the replies read as that category, the share the judge called bad, and the share it
     gave exactly that category)."""
-    from organic.analyze.stats import Proportion, cohen_kappa
+    from organic.stats import Proportion, cohen_kappa
 
     n = len(truth)
     if not n:
@@ -254,7 +254,7 @@ def cross_validated_kappa(x: np.ndarray, items, features, c: float, folds: int =
     tuned on its own training part."""
     from sklearn.model_selection import GroupKFold
 
-    from organic.analyze.stats import cohen_kappa
+    from organic.stats import cohen_kappa
 
     labels = [i.label for i in items]
     judged = np.zeros(len(items), dtype=bool)
@@ -273,7 +273,7 @@ def model_group(item) -> str:
 
 def labeller_agreement(items) -> dict:
     """Cohen's kappa between the main and the independent second pass, on the items that have both."""
-    from organic.analyze.stats import cohen_kappa
+    from organic.stats import cohen_kappa
 
     both = [(i.label, i.second) for i in items if i.second is not None]
     if not both:
@@ -484,6 +484,6 @@ def judge_file(path: Path, out: Path, judge: Judge, *, chunk: int = 256, on_erro
 
 def load_reference(judge: Judge):
     """The loaded ``(model, tokenizer)`` of the judge's reference model, for its likelihood signals."""
-    from organic.generate.batch import load_causal_lm
+    from organic.generate.loading import load_causal_lm
 
     return load_causal_lm(reference_folder(judge.reference))

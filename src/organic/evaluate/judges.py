@@ -48,9 +48,10 @@ from pathlib import Path
 import numpy as np
 
 from organic.embeddings import embed, model_path
+from organic.examples import contexts as replies_in_context
+from organic.examples import last_user_turn
 from organic.generate.batch import reply_nll
-from organic.learn.data import ROLE, is_canned
-from organic.taxonomy import CrowdLabel, Sender
+from organic.taxonomy import CrowdLabel
 
 ORDER = (CrowdLabel.INAPPROPRIATE, CrowdLabel.NONSENSICAL, CrowdLabel.REPEATING, CrowdLabel.OFF_TOPIC,
          CrowdLabel.IGNORING, CrowdLabel.OTHER)
@@ -142,10 +143,6 @@ def non_word_share(text: str) -> float:
     return sum(t not in vocabulary for t in tokens) / len(tokens) if tokens else 0.0
 
 
-def last_user_turn(context: Sequence[dict]) -> str | None:
-    return next((m["content"] for m in reversed(context) if m["role"] == "user"), None)
-
-
 # the judges --------------------------------------------------------------------------------------------------
 def judge(context: Sequence[dict], reply: str, thresholds: Thresholds | None = None) -> CrowdLabel:
     """The label of one reply in its context: the first failing category in ``ORDER``, else Good."""
@@ -230,12 +227,10 @@ def crowd_items(convos: Iterable) -> tuple[list[list[dict]], list[str], list[Cro
     """Contexts, replies and crowd majority labels of every model-written bot reply with a clear majority."""
     contexts, replies, labels = [], [], []
     for convo in convos:
-        history: list[dict] = []
-        for message in convo.messages:
+        for _, message, context in replies_in_context(convo):
             majority = crowd_majority(message.labels) if message.labels else None
-            if message.sender == Sender.BOT.value and not is_canned(message) and majority is not None:
-                contexts.append(list(history))
+            if majority is not None:
+                contexts.append(context)
                 replies.append(message.text)
                 labels.append(majority)
-            history.append({"role": ROLE[message.sender], "content": message.text})
     return contexts, replies, labels

@@ -11,8 +11,9 @@ from typing import Any
 from scipy.stats import fisher_exact
 from sqlalchemy import Engine, case, func, select
 
-from organic.analyze.stats import wilson
+from organic.stats import wilson
 from organic.store.models import Conversation, Feedback, Message, ModelVersion
+from organic.taxonomy import Thumb
 
 
 def live_ab(engine: Engine, source: str | None = None, since: datetime | None = None) -> dict[str, Any]:
@@ -21,7 +22,7 @@ def live_ab(engine: Engine, source: str | None = None, since: datetime | None = 
     rated = select(Feedback.message_id, Feedback.thumb).subquery()
     query = (
         select(ModelVersion.name, func.count(func.distinct(Conversation.id)), func.count(Message.id),
-               func.sum(case((rated.c.thumb == "up", 1), else_=0)), func.sum(case((rated.c.thumb == "down", 1), else_=0)))
+               func.sum(case((rated.c.thumb == Thumb.UP.value, 1), else_=0)), func.sum(case((rated.c.thumb == Thumb.DOWN.value, 1), else_=0)))
         .join(Conversation, Conversation.model_version_id == ModelVersion.id)
         .join(Message, (Message.conversation_id == Conversation.id) & (Message.sender == "bot"))
         .outerjoin(rated, rated.c.message_id == Message.id)
@@ -45,7 +46,7 @@ def live_ab(engine: Engine, source: str | None = None, since: datetime | None = 
     for a, b in combinations(versions, 2):
         va, vb = versions[a], versions[b]
         test = {}
-        for thumb in ("up", "down"):
+        for thumb in (Thumb.UP.value, Thumb.DOWN.value):
             table = [[va[f"thumbs_{thumb}"], va["bot_messages"] - va[f"thumbs_{thumb}"]],
                      [vb[f"thumbs_{thumb}"], vb["bot_messages"] - vb[f"thumbs_{thumb}"]]]
             test[f"{thumb}_rate_p"] = float(fisher_exact(table).pvalue)

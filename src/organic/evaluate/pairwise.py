@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from scipy.stats import binomtest
 
-from organic.analyze.stats import wilson
+from organic.stats import wilson
 
 
 @dataclass(frozen=True)

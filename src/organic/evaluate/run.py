@@ -6,7 +6,7 @@ judge (length, copying, cut-off replies, perplexity on real human replies) and a
     results = evaluate_models({"base": base, "cringe-it3": it3}, held.contexts, human_reference(200), reward)
     write_eval_report(results, Path("runs/eval"))   # eval.json (every reply, label and P(bad)) and eval.md
 
-Held out means what ``organic.learn.data.held_out`` says, with the same share and seed as training used, so no
+Held out means what ``organic.examples.held_out`` says, with the same share and seed as training used, so no
 evaluated context was trained on. Every model samples with the same seed, so identical weights give identical
 replies. ``eval.json`` keeps the contexts and every model's replies: the ``/compare`` page can take a batch of
 blind pairwise comparisons from it.
@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from organic.analyze.stats import Proportion
+from organic.stats import Proportion
 from organic.evaluate.breakdown import Breakdown, breakdown, render_markdown
 from organic.generate.base import GenerationSettings
 from organic.generate.batch import generate_replies, reply_nll
@@ -45,10 +45,10 @@ def held_out_contexts(engine, share: float = 0.2, limit: int = 200, *, seed: int
                       sources: tuple[str, ...] | None = None, per_conversation: int | None = None) -> HeldOut:
     """Up to ``limit`` distinct contexts that end with a user turn (at most ``per_conversation`` from one
     conversation, when given, so that they span more conversations), and up to ``limit`` good bot replies (labelled
-    by ``learn.data.label_of``; only from ``sources`` such as ("thumb", "crowd") when given, to leave out replies
+    by ``examples.label_of``; only from ``sources`` such as ("thumb", "crowd") when given, to leave out replies
     only the reward model called good), from the conversations ``held_out(id, share, seed)`` keeps out of
     training, in store order."""
-    from organic.learn.data import examples, held_out
+    from organic.examples import examples, held_out
     from organic.store.read import iter_conversations
 
     held, seen = HeldOut([], [], set()), set()

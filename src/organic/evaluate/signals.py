@@ -133,7 +133,8 @@ def signals(contexts: Sequence[Sequence[dict]], replies: Sequence[str], *, refer
 
 
 def _likelihood(contexts, replies, folder, lm, batch_size) -> list[dict[str, float]]:
-    from organic.generate.batch import load_causal_lm, reply_likelihoods
+    from organic.generate.batch import reply_likelihoods
+    from organic.generate.loading import load_causal_lm
 
     lm = lm or load_causal_lm(folder)
     layer = STATE_LAYER if lm[0].config.hidden_size == STATE_SIZE else None  # another model's states mean nothing here

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from organic.store.records import ConversationRecord, MessageRecord
-from organic.taxonomy import CrowdLabel, DislikeReason, InteractionFailure, Sender
+from organic.taxonomy import CrowdLabel, DislikeReason, InteractionFailure, Sender, Thumb
 
 TRACE_KEYS = (
     "memories",
@@ -167,13 +167,13 @@ def _message_record(msg: _Message, model_version: str | None) -> MessageRecord:
             setattr(msg, name, None)
     if msg.is_liked and msg.is_disliked:
         raise ValueError("a message cannot be both liked and disliked (isLiked and isDisliked are both true)")
-    thumb = "up" if msg.is_liked else "down" if msg.is_disliked else None
+    thumb = Thumb.UP.value if msg.is_liked else Thumb.DOWN.value if msg.is_disliked else None
     reason = None
     if msg.dislike_type is not None:
         reason = DislikeReason.parse(msg.dislike_type).value
-        if thumb != "down" or reason != msg.dislike_type:  # a reason without a thumbs down, or another spelling
+        if thumb != Thumb.DOWN or reason != msg.dislike_type:  # a reason without a thumbs down, or another spelling
             extra["dislike_type"] = msg.dislike_type
-            reason = reason if thumb == "down" else None
+            reason = reason if thumb == Thumb.DOWN else None
     labels: dict[str, int] = {}
     for label, count in (msg.mturk or {}).items():
         key = CrowdLabel.parse(label).value
@@ -238,9 +238,9 @@ def _message_dict(msg: MessageRecord) -> dict[str, Any]:
         traces = msg.traces or {}
         out |= {
             "bot_message_id": msg.external_id,
-            "isLiked": msg.thumb == "up",
-            "isDisliked": msg.thumb == "down",
-            "dislike_type": msg.reason if msg.thumb == "down" else None,
+            "isLiked": msg.thumb == Thumb.UP,
+            "isDisliked": msg.thumb == Thumb.DOWN,
+            "dislike_type": msg.reason if msg.thumb == Thumb.DOWN else None,
             **{key: traces.get(key) for key in TRACE_KEYS},
             **{k: v for k, v in traces.items() if k not in TRACE_KEYS},
             "isSafetyControlledResponse": msg.is_safety_controlled_response,

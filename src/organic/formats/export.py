@@ -27,10 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
+from organic.examples import examples
 from organic.formats.bb3x import to_bb3x
 from organic.formats.rows import SCHEMA, to_rows
 from organic.formats.trl import ROWS as TRL_ROWS
-from organic.learn.data import examples
 from organic.store.read import Filters, iter_conversations
 from organic.store.records import ConversationRecord
 

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from organic.store.records import ConversationRecord
+from organic.taxonomy import Thumb
 
 SCHEMA = pa.schema([
     ("conversation_id", pa.string()),
@@ -56,8 +57,8 @@ def to_rows(convo: ConversationRecord) -> list[dict[str, Any]]:
             "text": m.text,
             "message_id": m.external_id,
             "model_version": m.model_version,
-            "is_liked": m.thumb == "up",
-            "is_disliked": m.thumb == "down",
+            "is_liked": m.thumb == Thumb.UP,
+            "is_disliked": m.thumb == Thumb.DOWN,
             "dislike_type": m.reason,
             "feedback_text": m.free_text,
             "is_dislike_feedback": m.is_dislike_feedback,

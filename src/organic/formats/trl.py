@@ -1,4 +1,4 @@
-"""Training sets in TRL's formats, from labelled examples (``organic.learn.data``).
+"""Training sets in TRL's formats, from labelled examples (``organic.examples``).
 
 - SFT: ``{"messages": [...context, assistant reply]}`` for positives;
 - KTO: ``{"prompt": context, "completion": [assistant reply], "label": bool}`` for every labelled reply;
@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from organic.learn.data import Example
+from organic.examples import Example
 
 TRL_FORMATS = ("sft", "kto", "dpo")
 

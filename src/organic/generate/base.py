@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 _CLOSED = re.compile(r"""[.!?)"'\]…:;*~]\s*$|[\U0001F300-\U0001FAFF\u2600-\u27BF]\s*$""")
 
@@ -29,6 +29,14 @@ def unfinished(text: str) -> bool:
     """True for text that stops without closing punctuation (or an emoji): what a reply cut off at its token
     limit looks like, mid-sentence."""
     return bool(text.strip()) and not _CLOSED.search(text)
+
+
+class Reply(NamedTuple):
+    """A reply generated offline (``generate.batch.generate_replies``), on either engine."""
+
+    text: str  # stripped, special tokens removed
+    tokens: int  # new tokens generated (EOS not counted)
+    cut: bool  # stopped by max_new_tokens rather than by the model's end of turn
 
 
 class GenerationError(RuntimeError):

@@ -44,8 +44,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from organic.generate.base import CUT_OFF, Backend, GenerationError, GenerationSettings
-from organic.generate.batch import Reply, model_loading, written_aside
+from organic.generate.base import CUT_OFF, Backend, GenerationError, GenerationSettings, Reply
+from organic.generate.loading import model_loading, written_aside
 from organic.generate.transformers_backend import CANDIDATES, content_version, encode_chat, model_version
 from organic.settings import get_settings
 

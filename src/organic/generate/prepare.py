@@ -18,7 +18,7 @@ from rich.console import Console
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from organic.generate.base import Backend
-from organic.generate.batch import model_loading, written_aside
+from organic.generate.loading import model_loading, written_aside
 from organic.generate.ct2_backend import CT2Backend
 from organic.generate.echo import EchoBackend
 from organic.generate.openai_backend import OpenAIBackend

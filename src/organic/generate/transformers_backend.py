@@ -38,7 +38,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from organic.generate.base import CUT_OFF, Backend, GenerationError, GenerationSettings
-from organic.generate.batch import check_loaded, model_loading
+from organic.generate.loading import check_loaded, model_loading
 from organic.settings import get_settings
 
 _DONE = object()  # end-of-stream marker on a request's queue

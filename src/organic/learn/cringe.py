@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 
-IGNORE_INDEX = -100  # label of a token that is not a training target (context, padding)
-GOOD, BAD, UNLABELLED = 1, 0, -1  # example labels c, as in the paper
+from organic.examples import IGNORE_INDEX
+from organic.taxonomy import BAD, GOOD, UNKNOWN
 
 
 class CringeOutput(NamedTuple):
@@ -69,7 +69,7 @@ def cringe_loss(
         raise ValueError(f"k={k}: CRINGE needs 1 <= k < vocabulary size ({logits.size(-1)}) to pick k+1 candidates.")
     is_target = labels != IGNORE_INDEX
     c = example_labels.to(labels.device)[:, None]  # [B, 1]: one label per sequence, broadcast over its tokens
-    ce_mask = is_target & ((c == UNLABELLED) | ((c == GOOD) & ce_on_positives))
+    ce_mask = is_target & ((c == UNKNOWN) | ((c == GOOD) & ce_on_positives))
     ct_mask = is_target & ((c == BAD) | ((c == GOOD) & ct_on_positives))
     targets = labels.masked_fill(~is_target, 0)  # any valid id: these tokens are masked out below
 
@@ -95,33 +95,6 @@ def cringe_loss(
     ce = torch.where(ce_mask, ce_tok, 0.0).sum() / n_active
     ct = torch.where(ct_mask, ct_tok, 0.0).sum() / n_active
     return CringeOutput(ce + ct_weight * ct, ce, ct)
-
-
-def tokenize_example(
-    tokenizer: PreTrainedTokenizerBase,
-    messages: list[dict[str, str]],
-    reply: str,
-    label: int,
-    max_length: int | None = None,
-) -> dict[str, Any]:
-    """One CRINGE training row: the chat-templated context, then the reply and EOS; only the reply is a target.
-
-    `messages` are the context turns (`{"role", "content"}`), `reply` the bot reply being judged and `label` its
-    example label (1 good, 0 bad, -1 unlabelled). Past `max_length` the oldest context tokens go first, since the
-    reply is what is learnt; a reply longer than `max_length` on its own is cut from the right.
-    """
-    context = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
-    context_ids = list(context["input_ids"])
-    reply_ids = tokenizer(reply, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    if max_length is not None:
-        reply_ids = reply_ids[:max_length]
-        room = max_length - len(reply_ids)
-        context_ids = context_ids[-room:] if room > 0 else []
-    return {
-        "input_ids": context_ids + reply_ids,
-        "labels": [IGNORE_INDEX] * len(context_ids) + reply_ids,
-        "example_label": label,
-    }
 
 
 @dataclass

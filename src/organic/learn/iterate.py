@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from organic.examples import Example, select_examples
 from organic.generate.base import GenerationSettings
 from organic.generate.batch import generate_replies
-from organic.learn.data import Example, select_examples
 from organic.learn.reward import RewardModel
 from organic.learn.train import TrainConfig, train
 from organic.safety import check_many

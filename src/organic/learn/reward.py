@@ -1,6 +1,6 @@
 """The reward model: is a bot reply good or not good, in its context?
 
-Trained on human signals only (thumbs and crowd labels, as ``organic.learn.data.label_of`` decides them);
+Trained on human signals only (thumbs and crowd labels, as ``organic.examples.label_of`` decides them);
 its verdicts then label the replies nobody rated, and the replies an iteration of CRINGE generates.
 
 Two kinds behind one interface:
@@ -25,20 +25,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
 
 from organic.embeddings import embed
-from organic.learn.data import Example
-from organic.taxonomy import SAFE
-
-NOT_OK = "__notok__"
+from organic.examples import Example, context_text
+from organic.taxonomy import NOT_OK, SAFE
 
 
 def verdict_string(p_good: float, threshold: float = 0.5) -> str:
     """The BB3x ``reward`` field: the predicted class and its probability."""
     ok = p_good >= threshold
     return f"Predicted class: {SAFE if ok else NOT_OK} with probability: {p_good if ok else 1 - p_good:.2f}"
-
-
-def context_text(context: Sequence[dict[str, str]], turns: int) -> str:
-    return "\n".join(m["content"] for m in list(context)[-turns:])
 
 
 @dataclass
@@ -154,7 +148,7 @@ def score_store(engine, model: RewardModel, filters=None, *, overwrite: bool = F
                 progress=None) -> int:
     """Write the model's verdict into ``reward`` of every bot reply in the store (canned replies excepted;
     replies that already have a verdict only with ``overwrite``). Returns the number of replies scored."""
-    from organic.learn.data import ROLE, is_canned
+    from organic.examples import contexts
     from organic.store.bulk import set_rewards
     from organic.store.read import iter_conversations
 
@@ -169,11 +163,7 @@ def score_store(engine, model: RewardModel, filters=None, *, overwrite: bool = F
             scored, pending = scored + len(pending), []
 
     for convo in iter_conversations(engine, filters):
-        history: list[dict] = []
-        for m in convo.messages:
-            if m.sender == "bot" and not is_canned(m) and (overwrite or m.reward is None):
-                pending.append((m.id, list(history), m.text))
-            history.append({"role": ROLE[m.sender], "content": m.text})
+        pending += [(m.id, context, m.text) for _, m, context in contexts(convo) if overwrite or m.reward is None]
         if len(pending) >= batch:
             flush()
         if progress:

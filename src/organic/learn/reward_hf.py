@@ -12,13 +12,11 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
-from organic.generate.batch import model_loading
-from organic.learn.data import Example
+from organic.examples import Example, context_text
+from organic.generate.loading import model_loading
 
 
 def _pairs(tokenizer, contexts, replies, turns: int):
-    from organic.learn.reward import context_text
-
     return tokenizer([context_text(c, turns) for c in contexts], list(replies), truncation=True, max_length=256)
 
 

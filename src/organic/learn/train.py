@@ -1,6 +1,6 @@
 """``organic train``: one entry point for CRINGE and the TRL baselines (SFT, KTO, DPO) on the same data.
 
-Every method takes the same labelled examples (``organic.learn.data``) and the same model arguments, trains
+Every method takes the same labelled examples (``organic.examples``) and the same model arguments, trains
 through a ``transformers.Trainer`` subclass (so ``accelerate launch`` runs it on several GPUs unchanged), and
 saves a plain model folder that ``organic serve --model FOLDER`` serves: a LoRA adapter is merged first.
 Defaults are CPU-safe: float32, no bf16, no gradient checkpointing (both many times slower on a CPU).
@@ -20,10 +20,10 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from organic.examples import Example, tokenize_example
 from organic.formats.trl import dpo_rows, kto_rows, sft_rows
-from organic.generate.batch import check_loaded, model_loading
-from organic.learn.cringe import CringeConfig, CringeTrainer, tokenize_example
-from organic.learn.data import Example
+from organic.generate.loading import check_loaded, model_loading
+from organic.learn.cringe import CringeConfig, CringeTrainer
 
 METHODS = ("cringe", "sft", "kto", "dpo")
 

@@ -9,12 +9,11 @@ Nothing here generates text with a model or stores anything.
 """
 
 from organic.safety.canned import canned_reply, is_canned
-from organic.safety.check import DEFAULT_THRESHOLD, NOT_OK, SafetyVerdict, TurnSafety, check, check_many, check_turn
+from organic.safety.check import DEFAULT_THRESHOLD, SafetyVerdict, TurnSafety, check, check_many, check_turn
 from organic.safety.topics import sensitive_topics
 
 __all__ = [
     "DEFAULT_THRESHOLD",
-    "NOT_OK",
     "SafetyVerdict",
     "TurnSafety",
     "canned_reply",

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from organic.safety.classifier import offensive_probability
 from organic.safety.string_matcher import find_offensive
 from organic.safety.topics import find_topic
-from organic.taxonomy import SAFE, InteractionFailure
+from organic.taxonomy import NOT_OK, SAFE, InteractionFailure
 
-NOT_OK = "__notok__"
 DEFAULT_THRESHOLD = 0.8  # classifier probability at or above which a text is offensive; see the tests for the cases behind it
 
 

@@ -8,7 +8,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,17 +25,17 @@ from sqlalchemy import Engine, func, select
 
 from organic.generate import Backend, GenerationSettings
 from organic.serve.annotate import annotation_router
-from organic.serve.compare import compare_router
-from organic.serve.console import console_router
 from organic.serve.auth import COOKIE, Caller, Signer, require_admin, secret_key, set_cookie
 from organic.serve.chat import ChatStore, Consent, Forbidden, Invalid, NotFound
+from organic.serve.compare import compare_router
+from organic.serve.console import console_router
+from organic.serve.limits import Guard
 from organic.serve.router import Router
 from organic.serve.turn import Event, Turns
-from organic.serve.limits import Guard
 from organic.settings import Settings
 from organic.store import connect
-from organic.store.db import private_store
 from organic.store.bulk import ensure_model_versions
+from organic.store.db import private_store
 from organic.store.models import Conversation, Feedback, Message, ModelVersion, User
 
 STATIC = Path(__file__).parent / "static"
@@ -325,31 +325,38 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
 
 
 async def follow_plan(engine: Engine, router: Router, settings: Settings) -> None:
-    """Every ``settings.plan_refresh_s`` seconds, draw new conversations by the serving plan in the store when it
-    changed (``organic ab`` / ``promote`` / ``rollback``, another server's console, ``organic loop --watch``),
-    loading the versions this server does not serve yet. A plan it cannot serve is logged once and not applied."""
-    from organic.store.versions import same_plan, serving, versions
-
-    refused: dict[str, float] = {}
-
-    def follow() -> None:
-        nonlocal refused
-        plan = {name: share for name, share in serving(engine).items() if share > 0}
-        if not plan or same_plan(plan, router.shares) or same_plan(plan, refused):
-            return
-        paths = {v.name: v.path for v in versions(engine)}
-        try:
-            router.follow(plan, router.load_missing(plan, lambda name: version_backend(settings, name, paths.get(name))))
-        except (ValueError, RuntimeError, OSError) as error:  # tried once, not reloaded every refresh
-            refused = plan
-            logging.getLogger("organic.serve").warning("not following the serving plan %s: %s", plan, error)
-
+    """Every ``settings.plan_refresh_s`` seconds, follow the serving plan in the store (``plan_follower``)."""
+    follow = plan_follower(engine, router, settings)
     while True:
         await asyncio.sleep(settings.plan_refresh_s)
         try:
             await to_thread.run_sync(follow)
         except Exception:  # a store that is briefly unreachable: try again next time
             logging.getLogger("organic.serve").exception("reading the serving plan failed")
+
+
+def plan_follower(engine: Engine, router: Router, settings: Settings) -> Callable[[], None]:
+    """One look at the store: draw new conversations by the serving plan there when it changed (``organic ab`` /
+    ``promote`` / ``rollback``, another server's console, ``organic loop --watch``), loading the versions this server
+    does not serve yet. A plan it cannot serve is logged once and not applied."""
+    from organic.store.versions import same_plan, serving, versions
+
+    refused: dict[str, float] = {}
+
+    def follow() -> None:
+        nonlocal refused
+        with router.changing:  # read and applied with no change of the console's in between (console.change)
+            plan = {name: share for name, share in serving(engine).items() if share > 0}
+            if not plan or same_plan(plan, router.shares) or same_plan(plan, refused):
+                return
+            paths = {v.name: v.path for v in versions(engine)}
+            try:
+                router.follow(plan, router.load_missing(plan, lambda name: version_backend(settings, name, paths.get(name))))
+            except (ValueError, RuntimeError, OSError) as error:  # tried once, not reloaded every refresh
+                refused = plan
+                logging.getLogger("organic.serve").warning("not following the serving plan %s: %s", plan, error)
+
+    return follow
 
 
 def serving_backends(settings: Settings, engine: Engine) -> tuple[list[Backend], dict[str, float] | None]:

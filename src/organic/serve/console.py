@@ -9,18 +9,19 @@ session. Every endpoint under ``/api/admin/console/`` takes that cookie or ``Aut
 so other dashboards can read the same JSON (tag ``admin`` in the OpenAPI schema).
 
 The panels' figures come from ``organic.serve.panels``. The A/B buttons (shares, promote, rollback) change the
-serving plan through ``organic.store.versions``, as ``organic ab``, ``promote`` and ``rollback`` do, then make this
-server draw new conversations by the new plan (``Router.follow``), and record who did what in the audit log
-(``organic.store.audit``). A plan is checked whole before anything is stored: a version the store does not know is
-a 404, shares that do not add up to 1 or a version this server cannot load are a 422, and the plan in force stays.
-Another server process on the same store follows a change within ``ORGANIC_PLAN_REFRESH_S`` seconds (``serve.app.follow_plan``).
+serving plan through ``organic.store.versions``, as ``organic ab``, ``promote`` and ``rollback`` do, recording who
+did what in the audit log (``organic.store.audit``) in the same transaction, then make this server draw new
+conversations by the new plan (``Router.follow``). A plan is checked whole before anything is stored: a version the
+store does not know is a 404, shares that do not add up to 1 or a version this server cannot load are a 422, and
+a plan in force that is no longer the one the change was based on (``based_on``, the ``plan_id`` the A/B panel
+showed; else the plan in force when the change began) is a 409: the plan in force stays. Another server process on
+the same store follows a change within ``ORGANIC_PLAN_REFRESH_S`` seconds (``serve.app.follow_plan``).
 """
 
 import hashlib
 import hmac
 import math
 import secrets
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -40,7 +41,8 @@ from organic.serve.compare import rater_tokens
 from organic.serve.router import Router
 from organic.settings import Settings
 from organic.store import audit
-from organic.store.versions import rollback_target, serving, set_serving, versions
+from organic.store.db import session_scope
+from organic.store.versions import PlanChanged, change_serving, current_plan, rollback_target, versions
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "organic_admin"
@@ -52,11 +54,19 @@ class LoginIn(BaseModel):
     name: str = Field("admin", description="Who is logging in, as the audit log will name them: letters, digits, _ . @ -; at most 64.")
 
 
-class SharesIn(BaseModel):
+BASED_ON = ("The plan_id of the serving plan this change is based on (GET /api/admin/console/ab): the change is refused "
+            "(409) if another one came first. Without it, the plan in force when the change begins.")
+
+
+class PlanIn(BaseModel):
+    based_on: int | None = Field(None, description=BASED_ON)
+
+
+class SharesIn(PlanIn):
     shares: dict[str, float] = Field(description="Model version name -> share of new conversations, from 0 to 1; the shares add up to 1.")
 
 
-class VersionIn(BaseModel):
+class VersionIn(PlanIn):
     version: str = Field(description="The model version to serve every new conversation.")
 
 
@@ -126,7 +136,6 @@ def console_router(engine: Engine, settings: Settings, router: Router, *, secret
     links = {"annotator": annotator_tokens(settings.admin_token, secret_key, engine),
              "rater": rater_tokens(settings.admin_token, secret_key, engine)}
     report_dir = settings.report_dir or settings.home / "report"
-    changing = threading.Lock()  # one change of the serving plan at a time
     Who = Annotated[str, Depends(sessions.who)]
     admin = [Depends(sessions.who)]
 
@@ -217,11 +226,12 @@ def console_router(engine: Engine, settings: Settings, router: Router, *, secret
         return await to_thread.run_sync(audit.entries, engine, limit)
 
     # actions --------------------------------------------------------------------------------------------
-    def change(who: str, action: str, wanted: dict[str, float] | None) -> dict:
+    def change(who: str, action: str, wanted: dict[str, float] | None, based_on: int | None) -> dict:
         """Check the plan ``wanted`` (None: the one before the newest, a rollback), load what this server lacks,
-        store the plan, follow it, and record the change. Nothing is stored unless every check passed."""
-        with changing:
-            before = serving(engine) or dict(router.shares)
+        store the plan with its audit log entry if the plan in force is still ``based_on`` (or the one in force now),
+        and follow it. Nothing is stored unless every check passed."""
+        with router.changing:  # the refresh from the store (``serve.app.follow_plan``) waits: it reads the plan after
+            in_force = current_plan(engine)[0] if based_on is None else based_on
             try:
                 target, undone = rollback_target(engine) if wanted is None else (wanted, None)
             except ValueError as error:
@@ -235,26 +245,34 @@ def console_router(engine: Engine, settings: Settings, router: Router, *, secret
                 loaded = router.load_missing(served, lambda name: load_backend(name, paths[name]))
             except (ValueError, RuntimeError, OSError) as error:  # RuntimeError: a folder whose weights did not load
                 raise HTTPException(422, f"this server cannot serve that plan: {error}; the plan in force stays") from None
-            # the plan that was checked is the one stored, even if another change came in meanwhile
-            plan = set_serving(engine, target, note=f"rollback of change {undone}") if wanted is None else set_serving(engine, served, note=action)
+            stored, note = (target, f"rollback of change {undone}") if wanted is None else (served, action)
+            try:
+                with session_scope(engine) as s:  # the plan and its audit log entry: both stored, or neither
+                    before, plan = change_serving(s, stored, note, based_on=in_force)
+                    entry = audit.add(s, who, action, {"before": before or dict(router.shares), "after": plan})
+            except Exception as error:
+                for backend in loaded:  # loaded for a plan that was not stored: never served
+                    router.release(backend)
+                if isinstance(error, PlanChanged):  # the watcher, `organic ab` or another server came first
+                    raise HTTPException(409, f"{error}; look at the plan in force and decide again") from None
+                raise
             router.follow({name: share for name, share in plan.items() if share > 0}, loaded)
-            entry = audit.record(engine, who, action, {"before": before, "after": plan})
         return {"plan": plan, "serving": dict(router.shares), "audit_id": entry}
 
     @api.post("/api/admin/console/ab", tags=["admin"])
     async def set_shares(body: SharesIn, who: Who) -> dict:
         """Split new conversations between versions by ``shares`` (as ``organic ab``); this server follows at once."""
-        return await to_thread.run_sync(change, who, "ab", _valid_shares(body.shares))
+        return await to_thread.run_sync(change, who, "ab", _valid_shares(body.shares), body.based_on)
 
     @api.post("/api/admin/console/promote", tags=["admin"])
     async def promote(body: VersionIn, who: Who) -> dict:
         """Serve ``version`` to every new conversation (as ``organic promote``); this server follows at once."""
-        return await to_thread.run_sync(change, who, "promote", {body.version: 1.0})
+        return await to_thread.run_sync(change, who, "promote", {body.version: 1.0}, body.based_on)
 
     @api.post("/api/admin/console/rollback", tags=["admin"])
-    async def roll_back(who: Who) -> dict:
+    async def roll_back(who: Who, body: PlanIn | None = None) -> dict:
         """Go back to the serving plan before the newest one (as ``organic rollback``); 409 when there is none."""
-        return await to_thread.run_sync(change, who, "rollback", None)
+        return await to_thread.run_sync(change, who, "rollback", None, body and body.based_on)
 
     @api.post("/api/admin/console/links", tags=["admin"], response_model=RoleOut, status_code=201)
     async def issue_link(body: LinkIn, who: Who) -> RoleOut:

@@ -1,6 +1,6 @@
 """What the operator's console (``organic.serve.console``) shows: one function per panel, each reading the store
 and returning JSON-ready figures. Read-only. The statistics are the library's own: Wilson intervals from
-``organic.analyze.stats``, the live A/B figures and Fisher tests of ``organic ab-report``, the trust scores of
+``organic.stats``, the live A/B figures and Fisher tests of ``organic ab-report``, the trust scores of
 ``organic trolls``, the annotator agreement of ``organic analyze``.
 
 Days are calendar days of the database's clock (UTC unless it is set otherwise), oldest first.
@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import aliased
 
-from organic.analyze.stats import Proportion, agreement
+from organic.stats import Proportion, agreement
 from organic.store.models import Annotation, ComparisonVote, Conversation, Feedback, Message, ModelVersion, User
 from organic.taxonomy import CrowdLabel, Sender
 
@@ -132,13 +132,14 @@ def feedback_answers(engine: Engine, limit: int = ANSWERS) -> list[dict]:
 
 # A/B ----------------------------------------------------------------------------------------------------
 def ab(engine: Engine, serving_now: dict[str, float]) -> dict[str, Any]:
-    """The serving plan (the store's, and what this server draws from: ``serving_now``), every model version with
-    its status and share, and each served version's thumbs rates with an exact Fisher test of its thumbs-down
-    rate against the incumbent (the version with the largest share of the plan), as ``organic ab-report`` does."""
+    """The serving plan (the store's, with its ``plan_id`` for a change based on it, and what this server draws from:
+    ``serving_now``), every model version with its status and share, and each served version's thumbs rates with an
+    exact Fisher test of its thumbs-down rate against the incumbent (the version with the largest share of the plan),
+    as ``organic ab-report`` does."""
     from organic.evaluate.live import live_ab
-    from organic.store.versions import serving, versions
+    from organic.store.versions import current_plan, versions
 
-    plan = serving(engine)
+    plan_id, plan = current_plan(engine)
     incumbent = max(plan or serving_now, key=lambda name: (plan or serving_now)[name])
     figures = live_ab(engine)
     tests = {frozenset((c["a"], c["b"])): c for c in figures["comparisons"]}
@@ -149,31 +150,35 @@ def ab(engine: Engine, serving_now: dict[str, float]) -> dict[str, Any]:
                            "down_p": None if test is None else test["down_rate_p"],
                            "up_p": None if test is None else test["up_rate_p"]})
     return {
-        "plan": plan, "serving": serving_now, "incumbent": incumbent, "live": live,
+        "plan": plan, "plan_id": plan_id, "serving": serving_now, "incumbent": incumbent, "live": live,
         "versions": [{"name": v.name, "status": v.status, "traffic_share": v.traffic_share, "method": v.method,
                       "servable": bool(v.path) or v.name in serving_now} for v in versions(engine)],
     }
 
 
 # people -------------------------------------------------------------------------------------------------
-def raters(engine: Engine, limit: int = RATERS_SHOWN) -> list[dict]:
-    """Users by how many replies they rated (most first): thumbs up, down, and conversations."""
+def raters(engine: Engine, limit: int | None = RATERS_SHOWN, users: list[str] | None = None) -> list[dict]:
+    """Users by how many replies they rated (most first): ratings, thumbs up and down; only ``users`` when given
+    (those who rated nothing are left out), at most ``limit`` (None: all)."""
     down = func.sum(case((Feedback.thumb == "down", 1), else_=0))
+    query = (select(User.pseudo_id, func.count(Feedback.id), down).join(Feedback, Feedback.user_id == User.id)
+             .group_by(User.pseudo_id).order_by(func.count(Feedback.id).desc(), User.pseudo_id).limit(limit))
+    if users is not None:
+        query = query.where(User.pseudo_id.in_(users))
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(User.pseudo_id, func.count(Feedback.id), down).join(Feedback, Feedback.user_id == User.id)
-            .group_by(User.pseudo_id).order_by(func.count(Feedback.id).desc(), User.pseudo_id).limit(limit)).all()
+        rows = conn.execute(query).all()
     return [{"user": user, "ratings": n, "thumbs_down": int(d or 0), "thumbs_up": n - int(d or 0)} for user, n, d in rows]
 
 
 def trolls(engine: Engine, features: str = "minilm") -> dict[str, Any]:
-    """``organic trolls`` on the store: the users it flags with why and their rating counts, and, when the store
-    holds too little to judge anyone by their labels, a message that says so."""
+    """``organic trolls`` on the store: the users it flags with why and their rating counts (as ``raters`` gives them),
+    and, when the store holds too little to judge anyone by their labels, a message that says so."""
     from organic.analyze.trolls import TrustConfig, score_store
 
     rows = score_store(engine, featurize=features)
-    counts = _ratings_of(engine, [r.user for r in rows if r.is_troll])
-    flagged = [r.to_json() | {"ratings": counts.get(r.user, 0)} for r in rows if r.is_troll]
+    counts = {row["user"]: row for row in raters(engine, None, [r.user for r in rows if r.is_troll])}
+    none = {"ratings": 0, "thumbs_down": 0, "thumbs_up": 0}
+    flagged = [r.to_json() | counts.get(r.user, none) for r in rows if r.is_troll]
     judged = sum(r.trust is not None for r in rows)
     need = TrustConfig().min_labels
     message = None
@@ -184,14 +189,6 @@ def trolls(engine: Engine, features: str = "minilm") -> dict[str, Any]:
                    "only the unsafe-message check could flag anyone")
     return {"features": features, "users": len(rows), "judged": judged, "too_few_labels": sum(r.too_few_labels for r in rows),
             "flagged": flagged, "message": message}
-
-
-def _ratings_of(engine: Engine, users: list[str]) -> dict[str, int]:
-    if not users:
-        return {}
-    with engine.connect() as conn:
-        return dict(conn.execute(select(User.pseudo_id, func.count(Feedback.id)).join(Feedback, Feedback.user_id == User.id)
-                                 .where(User.pseudo_id.in_(users)).group_by(User.pseudo_id)).all())
 
 
 # crowd annotation ---------------------------------------------------------------------------------------
@@ -240,7 +237,8 @@ def models(engine: Engine) -> list[dict]:
     """Every registered model version with its parent, method, status and share, the size of the data it was
     trained on and its training figures (as ``organic train`` records them), and its eval table when one is
     recorded (the ``eval`` key of its metrics: one model's entry of ``organic eval``'s eval.json, with its
-    ``breakdown``, ``guards`` and ``paired`` test), else None."""
+    ``breakdown``, ``guards`` and ``paired`` test, as ``organic eval``, ``organic loop`` and the watcher record it),
+    else None, and then ``not_evaluated``: a sentence that says so and how to evaluate it."""
     from organic.store.versions import versions
 
     every = versions(engine)
@@ -255,8 +253,19 @@ def models(engine: Engine) -> list[dict]:
             "data": {k: metrics[k] for k in TRAINING_DATA if k in metrics},
             "training": {k: metrics[k] for k in TRAINING_RUN if k in metrics},
             "eval": metrics.get("eval"),
+            "not_evaluated": None if metrics.get("eval") else _not_evaluated(v.name, names.get(v.parent_id), v.path),
         })
     return out
+
+
+def _not_evaluated(name: str, parent: str | None, path: str | None) -> str:
+    """What the Models panel says of a version without an eval (``organic train`` evaluates nothing), and how to get one."""
+    said = "no eval recorded: this version was not evaluated"
+    if not path:
+        return f"{said} (it has no model folder to evaluate)"
+    if parent:
+        return f"{said}; `organic eval --model {parent} --model {name}` evaluates it against its parent and records the figures here"
+    return f"{said}; `organic eval --model {name}` evaluates it and records the figures here"
 
 
 # the analysis report ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 
 from anyio import to_thread
 
-from organic.generate import Backend, GenerationError, GenerationSettings
+from organic.generate import GenerationError, GenerationSettings
 from organic.generate.base import CUT_OFF, unfinished
 from organic.safety import canned_reply, check
 from organic.serve.chat import ChatStore
@@ -89,7 +89,7 @@ class Turns:
         cut: dict[str, Any] | None = None  # set when the reply stopped at its token limit
         if failure is None:
             try:
-                async for delta in _stream(backend, chat, settings):
+                async for delta in _stream(self.router.stream(backend, chat, settings)):
                     if delta is CUT_OFF:
                         cut = {}
                         continue
@@ -171,10 +171,10 @@ def _whole_sentences(shown: str, pending: str) -> tuple[str, dict[str, Any]]:
     return keep, {"trimmed_chars": len(pending) - len(keep)}
 
 
-async def _stream(backend: Backend, history: list[dict], settings: GenerationSettings) -> AsyncIterator[str]:
-    """The backend's stream, with any failure surfaced as ``GenerationError``."""
+async def _stream(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
+    """A backend's stream, with any failure surfaced as ``GenerationError``."""
     try:
-        async for delta in backend.stream(history, settings):
+        async for delta in deltas:
             yield delta
     except GenerationError:
         raise

@@ -18,9 +18,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from organic.analyze.safetymix import EXPLICIT, IMPLICIT, TROLL_TYPES, usable, sharegpt_records
+from organic.simulate.safetymix import EXPLICIT, IMPLICIT, TROLL_TYPES, usable, sharegpt_records
 from organic.evaluate.labelled import reserved
-from organic.taxonomy import CrowdLabel, DislikeReason
+from organic.taxonomy import CrowdLabel, DislikeReason, Thumb
 
 REASON_OF = {  # a judge's bad label -> the reason a person would pick after a thumbs down
     CrowdLabel.INAPPROPRIATE: DislikeReason.RUDE,
@@ -73,9 +73,9 @@ class Person:
         elif self.kind == "unsafe_troll":
             good = False
         if good:
-            return "up", None
+            return Thumb.UP.value, None
         reason = REASON_OF.get(judged, DislikeReason.OTHER) if not judged.is_good else self.rng.choice(DislikeReason.for_model_reply())
-        return "down", reason.value
+        return Thumb.DOWN.value, reason.value
 
     def should_have_said(self, turn: int) -> str:
         if self.is_troll:

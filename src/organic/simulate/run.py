@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from organic.simulate.people import Person
-from organic.taxonomy import CrowdLabel
+from organic.taxonomy import CrowdLabel, Thumb
 
 Rater = Callable[[list[dict], str], tuple[CrowdLabel, float | None, float]]
 """What a helper sees of a reply in its context: (label, P(bad) or None, the P(bad) threshold)."""
@@ -58,7 +58,7 @@ async def _person(http: httpx.AsyncClient, person: Person, rater: Rater, rating_
         report.canned += reply["is_safety_controlled_response"]
         if person.rng.random() < rating_rate:
             if reply["is_safety_controlled_response"]:
-                thumb, reason = "down", ("agree_sensitive" if not person.is_troll else "disagree_sensitive")
+                thumb, reason = Thumb.DOWN.value, ("agree_sensitive" if not person.is_troll else "disagree_sensitive")
             else:
                 judged = await asyncio.to_thread(rater, list(context), reply["text"])
                 thumb, reason = person.thumb(*judged)

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, upd
 
 from organic.store.models import Annotation, Conversation, DeletedUser, Feedback, Message, ModelVersion, User, utcnow
 from organic.store.records import ConversationRecord, dislike_answer
+from organic.taxonomy import Thumb
 
 
 @dataclass
@@ -110,7 +111,7 @@ def write_conversations(engine: Engine, convos: list[ConversationRecord]) -> Wri
         for convo in rated:
             for position, m in enumerate(convo.messages):
                 if m.thumb:
-                    answer = dislike_answer(convo.messages, position) if m.thumb == "down" else None
+                    answer = dislike_answer(convo.messages, position) if m.thumb == Thumb.DOWN else None
                     feedback_rows.append({
                         "message_id": m.id,
                         "user_id": users[convo.user_pseudo_id],

@@ -1,8 +1,9 @@
 """The rounds of ``organic loop --watch`` (``organic.watch``): where each stands, so that a watcher killed mid-round
 resumes it after a restart, and how much new feedback starts the next one.
 
-A round's row changes together with the audit log entry that records the change (one transaction), so the log
-the console shows never claims a step the store does not, nor the other way round.
+A round's row changes together with the audit log entry that records the change (one transaction), and with the
+serving plan when the step changes it, so the log the console shows never claims a step the store does not, nor the
+other way round.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from organic.store import audit
+from organic.store import audit, versions
 from organic.store.db import session_scope
 from organic.store.models import Feedback, Message, WatchRound
 
@@ -56,11 +57,18 @@ def start(engine: Engine, mark: int, out: Path, audit_entry: tuple[str, str, dic
 
 
 def save(engine: Engine, round_id: int, *, details: dict[str, Any] | None = None,
-         audit_entry: tuple[str, str, dict[str, Any]] | None = None, **columns: Any) -> WatchRound:
+         audit_entry: tuple[str, str, dict[str, Any]] | None = None,
+         serve: tuple[dict[str, float], str, int] | None = None, **columns: Any) -> WatchRound:
     """Change round ``round_id``: ``columns`` (step, status, reason, incumbent, candidate) set, ``details`` merged key
-    by key into its details, and ``audit_entry`` (who, action, details) added to the audit log in the same
+    by key into its details, ``audit_entry`` (who, action, details) added to the audit log and, with ``serve`` (shares,
+    note, based_on), the serving plan changed as ``versions.set_serving`` does (``PlanChanged`` when the plan in force
+    is not ``based_on`` any more; the audit details then get the plan ``before`` and ``after``), all in one
     transaction. Returns the round as stored."""
     with session_scope(engine) as s:
+        plan = {}
+        if serve:  # first: a plan someone else changed refuses the whole change
+            before, after = versions.change_serving(s, *serve)
+            plan = {"before": before, "after": after}
         row = s.get(WatchRound, round_id)
         if row is None:
             raise ValueError(f"no watch round {round_id}")
@@ -70,6 +78,6 @@ def save(engine: Engine, round_id: int, *, details: dict[str, Any] | None = None
             row.details = {**(row.details or {}), **details}  # a new dict: JSON columns do not see changes in place
         if audit_entry:
             who, action, entry = audit_entry
-            audit.add(s, who, action, {"round": round_id, **entry})
+            audit.add(s, who, action, {"round": round_id, **entry, **plan})
         s.flush()
         return row

@@ -169,7 +169,7 @@ async function loadAB() {
   const promote = (v) => {
     const button = el("button", { textContent: "Promote" });
     button.dataset.version = v.name;
-    button.addEventListener("click", () => act(`Serve ${v.name} to every new conversation?`, "/api/admin/console/promote", { version: v.name }));
+    button.addEventListener("click", () => act(`Serve ${v.name} to every new conversation?`, "/api/admin/console/promote", { version: v.name, based_on: a.plan_id }));
     return button;
   };
   const apply = el("button", { id: "apply-shares", textContent: "Apply shares" });
@@ -177,10 +177,10 @@ async function loadAB() {
     const shares = {};
     for (const input of inputs) if (+input.value > 0) shares[input.dataset.version] = +input.value / 100;
     const words = Object.entries(shares).map(([name, s]) => `${name} ${share(s)}`).join(", ");
-    act(`Split new conversations: ${words}?`, "/api/admin/console/ab", { shares });
+    act(`Split new conversations: ${words}?`, "/api/admin/console/ab", { shares, based_on: a.plan_id });
   });
   const back = el("button", { id: "rollback", textContent: "Roll back" });
-  back.addEventListener("click", () => act("Go back to the serving plan before the newest one?", "/api/admin/console/rollback"));
+  back.addEventListener("click", () => act("Go back to the serving plan before the newest one?", "/api/admin/console/rollback", { based_on: a.plan_id }));
   const live = a.live.map((v) => [v.name + (v.incumbent ? " (incumbent)" : ""), v.conversations, v.bot_messages, rate(v.up), rate(v.down),
                                   v.incumbent || v.down_p === null ? "" : v.down_p.toPrecision(3)]);
   fill("ab",
@@ -263,7 +263,7 @@ async function loadModels() {
   const run = (t) => ["train_loss" in t ? `loss ${(+t.train_loss).toFixed(3)}` : "", "steps" in t ? `${t.steps} steps` : ""].filter(Boolean).join(", ");
   fill("models", models.length
     ? table(["model version", "parent", "method", "status", "share", "training data", "training", "eval"],
-            models.map((m) => [m.name, m.parent || "", m.method || "base", m.status, share(m.traffic_share), data(m.data), run(m.training), text(evalSummary(m.eval))]))
+            models.map((m) => [m.name, m.parent || "", m.method || "base", m.status, share(m.traffic_share), data(m.data), run(m.training), text(m.eval ? evalSummary(m.eval) : m.not_evaluated)]))
     : note("No model version is registered."));
 }
 

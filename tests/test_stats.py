@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from organic.analyze.stats import (
+from organic.stats import (
     Proportion,
     agreement,
     cohen_kappa,

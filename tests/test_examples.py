@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from organic.learn.data import Example, build_training_set, examples, held_out, label_of, select_examples
+from organic.examples import Example, build_training_set, examples, held_out, label_of, select_examples
 from organic.store.records import ConversationRecord, MessageRecord
 
 
