@@ -247,22 +247,16 @@ def reward_train(
     database_url: DatabaseOption = None,
 ) -> None:
     """Train on thumbs and crowd labels in the store; report accuracy, F1, ROC AUC and calibration on held-out conversations."""
-    from organic.examples import build_training_set, held_out
-    from organic.learn.reward import RewardConfig, RewardModel, evaluate, save_metrics
-    from organic.store.read import iter_conversations
+    from organic.learn.reward import RewardConfig, fit_and_save
+    from organic.loop import LoopConfig, reward_labels
 
     if kind not in ("embedding", "hf"):
         raise fail(f"unknown kind {kind!r}; choose embedding or hf")
-    examples = build_training_set(iter_conversations(_engine(database_url)), sources=("thumb", "crowd"))
-    train = [e for e in examples if not held_out(e.conversation_id, held_out_share)]
-    test = [e for e in examples if held_out(e.conversation_id, held_out_share)]
+    train, test = reward_labels(_engine(database_url), LoopConfig(held_out_share=held_out_share), flagged=set())
     try:
-        reward = RewardModel(RewardConfig(kind=kind, model=model)).fit(train)
+        _, metrics = fit_and_save(train, test, out, RewardConfig(kind=kind, model=model))
     except ValueError as error:
         raise fail(str(error)) from None
-    reward.save(out)
-    metrics = evaluate(reward, test)
-    save_metrics(out, metrics)
     table = Table("held-out metric", "value")
     for name, value in metrics.items():
         table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
@@ -314,55 +308,18 @@ def train_command(
     import time as _time
 
     from organic.generate import prepare_model
-    from organic.generate.transformers_backend import model_version
-    from organic.examples import build_training_set
-    from organic.learn.train import METHODS, TrainConfig, train
-    from organic.store.read import Filters, iter_conversations
-    from organic.store.versions import register_version
+    from organic.learn.train import TrainConfig
+    from organic.loop import train_on_store
 
-    if method not in METHODS:
-        raise fail(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
-    if iterations > 1 and (method != "cringe" or reward_model is None):
-        raise fail("--iterations > 1 is iterative CRINGE: it needs --method cringe and --reward-model")
-    settings = get_settings()
-    engine = _engine(database_url)
-    try:
-        base = prepare_model(model or settings.model, settings.home)
-    except (ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from None
-    exclude = set(exclude_user or ())
-    if exclude_trolls:
-        from organic.analyze.trolls import score_store, troll_ids
-
-        exclude |= troll_ids(score_store(engine))
-    examples = build_training_set(iter_conversations(engine, Filters(splits=split)), balance=balance,
-                                  feedback_as_positive=feedback_as_positive, exclude_users=exclude)
-    console.print(f"{len(examples)} examples ({sum(e.label == 1 for e in examples)} good, "
-                  f"{sum(e.label == 0 for e in examples)} bad) from the store; training {method} from {base}")
     config = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
                          max_length=max_length, lora=lora)
-    name = name or f"{method}-{_time.strftime('%Y%m%d-%H%M%S')}"
-    parent = model_version(base)
-
-    def register(folder: Path, version: str, parent_version: str, metrics: dict) -> None:
-        (folder / "VERSION").write_text(version + "\n")
-        register_version(engine, version, path=str(folder.resolve()), parent=parent_version, method=method,
-                         base_model=str(base), metrics=metrics)
-        console.print(f"registered model version {version} at {folder} (loss {metrics['train_loss']:.4f}, {metrics['steps']} steps)")
-
     try:
-        if iterations > 1:
-            from organic.learn.iterate import iterate_cringe
-            from organic.learn.reward import RewardModel, held_out_auc
-
-            reward = RewardModel.load(reward_model)
-            names = [f"{name}-it{i}" for i in range(1, iterations + 1)]
-            iterate_cringe(examples, base, out, reward, iterations, config, contexts_per_iteration=contexts_per_iteration,
-                           candidates=candidates, reward_auc=held_out_auc(reward_model),
-                           on_iteration=lambda i, folder, m: register(folder, names[i - 1], names[i - 2] if i > 1 else parent, m))
-        else:
-            metrics = train(method, examples, base, out, config)
-            register(out, name, parent, metrics)
+        base = prepare_model(model or get_settings().model, get_settings().home)
+        train_on_store(_engine(database_url), base, out, config, method=method, iterations=iterations,
+                       name=name or f"{method}-{_time.strftime('%Y%m%d-%H%M%S')}", reward_folder=reward_model,
+                       contexts_per_iteration=contexts_per_iteration, candidates=candidates, balance=balance,
+                       feedback_as_positive=feedback_as_positive, exclude_users=exclude_user or (),
+                       exclude_trolls=exclude_trolls, splits=split, say=console.print)
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
 
@@ -433,39 +390,24 @@ def simulate_command(
     database_url: DatabaseOption = None,
 ) -> None:
     """Simulated helpers and trolls chat with the real server over HTTP and rate its replies: the dry run of the loop."""
-    import json as _json
-    from contextlib import nullcontext
-
-    from organic.simulate.safetymix import TROLL_TYPES
     from organic.simulate.people import population
-    from organic.serve.local import LocalServer
-    from organic.simulate.run import simulate
+    from organic.simulate.run import simulate_store
+    from organic.simulate.safetymix import TROLL_TYPES
+    from organic.taxonomy import Thumb
 
+    settings = get_settings().model_copy(update={k: v for k, v in {"backend": backend, "database_url": database_url}.items() if v})
     try:
         people = population(users, troll_share, tuple(troll_type or TROLL_TYPES), turns=turns, seed=seed)
     except ValueError as error:
         raise fail(str(error)) from None
-    if url:
-        server = nullcontext(url)
-    else:
-        from organic.serve.app import create_app, serving_backends
-
-        settings = get_settings().model_copy(update={k: v for k, v in {"backend": backend, "database_url": database_url}.items() if v})
-        engine = _engine(settings.url)
-        backends, shares = serving_backends(settings, engine)
-        server = LocalServer(create_app(settings, backends, engine=engine, shares=shares))
-    with server as base, Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/{task.total} people"),
-                                  TimeRemainingColumn(), console=console, transient=True) as progress:
+    with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/{task.total} people"),
+                  TimeRemainingColumn(), console=console, transient=True) as progress:
         task = progress.add_task("people", total=len(people))
-        report = simulate(base, people, rating_rate=rating_rate, concurrency=concurrency,
-                          progress=lambda n: progress.advance(task, n))
-    if manifest:
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        manifest.write_text(_json.dumps(report.people, indent=1))
-    ups = sum(n for (_, thumb), n in report.ratings.items() if thumb == "up")
-    downs = sum(n for (_, thumb), n in report.ratings.items() if thumb == "down")
-    console.print(f"{len(report.people)} people, {report.messages} messages acknowledged, {ups} thumbs up, {downs} down, "
-                  f"{report.feedback_answers} feedback answers, {report.canned} canned replies in {report.seconds:.0f} s"
+        report = simulate_store(settings, people, url=url, manifest=manifest, rating_rate=rating_rate,
+                                concurrency=concurrency, progress=lambda n: progress.advance(task, n))
+    console.print(f"{len(report.people)} people, {report.messages} messages acknowledged, {report.thumbs(Thumb.UP)} thumbs "
+                  f"up, {report.thumbs(Thumb.DOWN)} down, {report.feedback_answers} feedback answers, {report.canned} "
+                  f"canned replies in {report.seconds:.0f} s"
                   + (f"; {len(report.errors)} people failed: {report.errors[0]}" if report.errors else ""))
     if report.errors:
         raise typer.Exit(1)
@@ -527,13 +469,11 @@ def eval_command(
     a paired test against the first model. Writes eval.json (every reply; the /compare page takes it) and eval.md, and
     records each registered version's figures on it (the console's Models panel shows them)."""
     from organic.evaluate import judge as judging
-    from organic.evaluate.labelled import human_reference
-    from organic.evaluate.run import evaluate_models, held_out_contexts, render_table, resolve_models, write_eval_report
-    from organic.learn.reward import RewardModel
-    from organic.loop import record_eval
-    from organic.store.versions import versions
-
+    from organic.evaluate.run import held_out_contexts, render_table, resolve_models
     from organic.generate.batch import ENGINES
+    from organic.learn.reward import RewardModel
+    from organic.loop import evaluate_store
+    from organic.store.versions import versions
 
     if engine not in ENGINES:
         raise fail(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
@@ -553,14 +493,11 @@ def eval_command(
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("replies", total=len(folders) * len(held.contexts))
-        results = evaluate_models(folders, held.contexts, human_reference(human_replies), reward, judge=the_judge,
-                                  max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, engine=engine,
-                                  progress=lambda n: bar.advance(task, n))
-    if crowd_agreement:
-        results["crowd_agreement"] = judging.crowd_agreement(store, the_judge)
-    json_path, md_path = write_eval_report(results, out)
-    for name in {v.name for v in versions(store)}.intersection(model):  # --model VERSION: its figures go on the version
-        record_eval(store, name, results["models"][name])
+        results, json_path, md_path = evaluate_store(
+            store, folders, held.contexts, out, reward=reward, judge=the_judge, human_replies=human_replies,
+            versions={name: name for name in {v.name for v in versions(store)}.intersection(model)},  # --model VERSION
+            max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, engine=engine,
+            crowd_agreement=crowd_agreement, progress=lambda n: bar.advance(task, n))
     typer.echo(render_table(results))
     console.print(results["judge"]["agreement"])
     console.print(f"wrote {json_path} and {md_path}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from rich.console import Console
 from sqlalchemy import Engine
 
 from organic.settings import Settings
+from organic.taxonomy import BAD, GOOD
 
 
 @dataclass
@@ -65,19 +66,19 @@ class LoopConfig:
 
 def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, console: Console | None = None) -> dict[str, Any]:
     from organic.stats import detection
-    from organic.evaluate.judge import EVALUATOR, RATER, Judge, instruments_agreement
-    from organic.evaluate.run import write_eval_report
+    from organic.evaluate.judge import EVALUATOR, RATER, Judge
     from organic.generate import prepare_model
     from organic.generate.batch import ENGINES
     from organic.generate.prepare import local_backend
     from organic.learn.iterate import check_reward_auc
+    from organic.learn.reward import RewardConfig, fit_and_save
     from organic.learn.reward import score_store as score_rewards
     from organic.learn.train import train
     from organic.serve.app import create_app
     from organic.simulate.people import population
     from organic.serve.local import LocalServer
     from organic.simulate.run import judge_rater, simulate
-    from organic.store.versions import register_version
+    from organic.store.versions import register_trained
 
     console = console or Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +126,8 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     step("analyze")
 
     # 3. the reward model, on the thumbs of users not flagged ----------------------------------------------
-    reward, reward_metrics = fit_reward(*reward_labels(engine, config, flagged), out / "reward_model", config.seed)
+    reward, reward_metrics = fit_and_save(*reward_labels(engine, config, flagged), out / "reward_model",
+                                          RewardConfig(seed=config.seed))
     score_rewards(engine, reward)  # unrated replies get the reward model's verdict, as in BB3x
     step("reward model")
 
@@ -137,9 +139,7 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     training: dict[str, dict] = {}
 
     def register(name: str, folder: Path, parent: str, method: str, metrics: dict, evaluated: bool = True) -> None:
-        (folder / "VERSION").write_text(f"loop-{name}\n")
-        register_version(engine, f"loop-{name}", path=str(folder.resolve()), parent=parent, method=method,
-                         base_model=str(base), metrics=metrics)
+        register_trained(engine, folder, f"loop-{name}", parent=parent, method=method, base_model=str(base), metrics=metrics)
         training[name] = metrics
         if evaluated:
             models[name] = folder
@@ -171,11 +171,9 @@ def run_loop(settings: Settings, engine: Engine, out: Path, config: LoopConfig, 
     # 5. evaluate every model on held-out conversations ----------------------------------------------------
     # the evaluator judge was fitted on the half of the labelled set the raters' judge never saw; perplexity is
     # measured on real human replies no model trained on
-    results = evaluate(models, held.contexts, config, reward, evaluator)
-    results["raters_vs_evaluator"] = instruments_agreement(rater, results)
-    write_eval_report(results, out / "eval")
-    for name in models.keys() - {"base"}:  # each registered version's figures, for the console's Models panel
-        record_eval(engine, f"loop-{name}", results["models"][name])
+    results, _, _ = evaluate_store(engine, models, held.contexts, out / "eval", reward=reward, judge=evaluator, rater=rater,
+                                   versions={name: f"loop-{name}" for name in models if name != "base"},
+                                   max_new_tokens=config.max_new_tokens, engine=config.engine)
     step("evaluate")
 
     summary = {
@@ -233,18 +231,6 @@ def reward_labels(engine: Engine, config: LoopConfig, flagged: set[str]) -> tupl
             build_training_set(conversations(engine, config, held=True), sources=("thumb", "crowd")))
 
 
-def fit_reward(train_labels: list, test_labels: list, folder: Path, seed: int) -> tuple[Any, dict]:
-    """The reward model fitted on ``train_labels`` and its metrics on ``test_labels``, both saved in ``folder`` (the
-    held-out metrics last: ``learn.reward.held_out_auc`` reads them, and they mark the folder complete)."""
-    from organic.learn.reward import RewardConfig, RewardModel, evaluate as evaluate_reward, save_metrics
-
-    reward = RewardModel(RewardConfig(seed=seed)).fit(train_labels)
-    reward.save(folder)
-    metrics = evaluate_reward(reward, test_labels)
-    save_metrics(folder, metrics)
-    return reward, metrics
-
-
 def training_examples(engine: Engine, config: LoopConfig, flagged: set[str] = frozenset()) -> list:
     """The one training set every method learns from: the training conversations' labelled replies and feedback
     answers (as positives), users ``flagged`` left out, balanced."""
@@ -276,6 +262,58 @@ def cringe_chain(examples: list, base: Path, out_root: Path, reward, iterations:
                           on_iteration=on_iteration)
 
 
+def train_on_store(engine: Engine, base: Path, out: Path, config, *, method: str, name: str, iterations: int = 1,
+                   reward_folder: Path | None = None, contexts_per_iteration: int = 64, candidates: int = 4,
+                   balance: bool = True, feedback_as_positive: bool = True, exclude_users: Iterable[str] = (),
+                   exclude_trolls: bool = False, splits: list[str] | None = None,
+                   say: Callable[[str], None] = print) -> list[str]:
+    """``organic train``: ``method`` (``learn.train.METHODS``) from the model folder ``base`` into ``out`` on the
+    store's labelled replies (``examples.build_training_set``, users ``exclude_users`` and with ``exclude_trolls``
+    the ones troll detection flags left out), with ``config`` (``learn.train.TrainConfig``). With ``iterations`` > 1,
+    iterative CRINGE labelled by the reward model in ``reward_folder``, one folder per iteration. Each trained model is
+    registered as a model version (``name``, or ``name-it<i>``) whose parent is the one before it; returns their names."""
+    from organic.examples import build_training_set
+    from organic.generate.transformers_backend import model_version
+    from organic.learn.train import METHODS, train
+    from organic.store.read import Filters, iter_conversations
+    from organic.store.versions import register_trained
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    if iterations > 1 and (method != "cringe" or reward_folder is None):
+        raise ValueError("--iterations > 1 is iterative CRINGE: it needs --method cringe and --reward-model")
+    exclude = set(exclude_users)
+    if exclude_trolls:
+        from organic.analyze.trolls import score_store, troll_ids
+
+        exclude |= troll_ids(score_store(engine))
+    examples = build_training_set(iter_conversations(engine, Filters(splits=splits)), balance=balance,
+                                  feedback_as_positive=feedback_as_positive, exclude_users=exclude)
+    sizes = _sizes(examples)
+    say(f"{sizes['examples']} examples ({sizes['good']} good, {sizes['bad']} bad) from the store; "
+        f"training {method} from {base}")
+    registered: list[str] = []
+
+    def register(folder: Path, version: str, parent: str, metrics: dict) -> None:
+        register_trained(engine, folder, version, parent=parent, method=method, base_model=str(base), metrics=metrics)
+        registered.append(version)
+        say(f"registered model version {version} at {folder} (loss {metrics['train_loss']:.4f}, {metrics['steps']} steps)")
+
+    parent = model_version(base)
+    if iterations > 1:
+        from organic.learn.iterate import iterate_cringe
+        from organic.learn.reward import RewardModel, held_out_auc
+
+        names = [f"{name}-it{i}" for i in range(1, iterations + 1)]
+        iterate_cringe(examples, base, out, RewardModel.load(reward_folder), iterations, config,
+                       contexts_per_iteration=contexts_per_iteration, candidates=candidates,
+                       reward_auc=held_out_auc(reward_folder),
+                       on_iteration=lambda i, folder, m: register(folder, names[i - 1], names[i - 2] if i > 1 else parent, m))
+    else:
+        register(out, name, parent, train(method, examples, base, out, config))
+    return registered
+
+
 def held_out_set(engine: Engine, config: LoopConfig):
     """The held-out contexts every model answers (``evaluate.run.held_out_contexts``, spread over conversations)."""
     from organic.evaluate.run import held_out_contexts
@@ -292,6 +330,33 @@ def evaluate(models: dict[str, Path], contexts: list, config: LoopConfig, reward
 
     return evaluate_models(models, contexts, human_reference(200), reward, judge=judge, max_new_tokens=config.max_new_tokens,
                            engine=config.engine)
+
+
+def evaluate_store(store: Engine, models: dict[str, Path], contexts: list, out: Path, *, reward, judge,
+                   versions: dict[str, str], human_replies: int = 200, max_new_tokens: int = 48, batch_size: int = 8,
+                   seed: int = 0, engine: str = "transformers", rater=None, crowd_agreement: bool = False,
+                   progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], Path, Path]:
+    """``organic eval`` and the loop's eval stage: ``evaluate.run.evaluate_models`` of ``models`` (name -> folder; the
+    first is the baseline of the paired tests) on ``contexts``, with perplexity on ``human_replies`` real human
+    replies no model trains on; with ``rater``, how often the raters' judge agrees with ``judge``; with
+    ``crowd_agreement``, the judge's agreement with the store's crowd labels. Writes ``eval.json`` and ``eval.md`` in
+    ``out`` and records each model named in ``versions`` (result name -> model version) on its version, for the
+    console. Returns the results and both paths."""
+    from organic.evaluate import judge as judging
+    from organic.evaluate.labelled import human_reference
+    from organic.evaluate.run import evaluate_models, write_eval_report
+
+    results = evaluate_models(models, contexts, human_reference(human_replies), reward, judge=judge,
+                              max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, engine=engine,
+                              progress=progress)
+    if rater is not None:
+        results["raters_vs_evaluator"] = judging.instruments_agreement(rater, results)
+    if crowd_agreement:
+        results["crowd_agreement"] = judging.crowd_agreement(store, judge)
+    json_path, md_path = write_eval_report(results, out)
+    for name, version in versions.items():
+        record_eval(store, version, results["models"][name])
+    return results, json_path, md_path
 
 
 EVAL = ("breakdown", "guards", "paired", "reward")  # what of a model's eval its model version records
@@ -318,7 +383,7 @@ def finite(value: Any) -> Any:
 
 
 def _sizes(examples) -> dict[str, int]:
-    return {"examples": len(examples), "good": sum(e.label == 1 for e in examples), "bad": sum(e.label == 0 for e in examples)}
+    return {"examples": len(examples), "good": sum(e.label == GOOD for e in examples), "bad": sum(e.label == BAD for e in examples)}
 
 
 def render(summary: dict[str, Any]) -> str:

@@ -207,8 +207,8 @@ def reward(r: Round) -> Done:
     """The reward model (reused when a killed run saved it whole), refused on too little data or at chance."""
     from organic.generate.loading import written_aside
     from organic.learn.iterate import check_reward_auc
-    from organic.learn.reward import score_store
-    from organic.loop import fit_reward, reward_labels
+    from organic.learn.reward import RewardConfig, fit_and_save, score_store
+    from organic.loop import reward_labels
 
     folder = r.folder / "reward_model"
     if not (folder / "held_out_metrics.json").is_file():
@@ -217,7 +217,7 @@ def reward(r: Round) -> Done:
             raise Stop(f"too little data: {len(train_labels)} rated replies from users not flagged in the training "
                        f"conversations, and the reward model needs at least {r.config.min_labels}; waiting for more ratings")
         with written_aside(folder, "held_out_metrics.json") as aside:  # a killed fit leaves no half a model behind
-            fit_reward(train_labels, test_labels, aside, r.config.loop.seed)
+            fit_and_save(train_labels, test_labels, aside, RewardConfig(seed=r.config.loop.seed))
     metrics = json.loads((folder / "held_out_metrics.json").read_text())
     try:
         check_reward_auc(r.reward_auc, r.config.loop.min_reward_auc)
@@ -232,7 +232,7 @@ def train(r: Round) -> Done:
     """CRINGE from the serving model (not repeated when the candidate folder is complete), checked for divergence,
     registered as ``watch-<round>``."""
     from organic.loop import cringe_chain, training_examples
-    from organic.store.versions import register_version
+    from organic.store.versions import register_trained
 
     iterations, root = r.iterations, r.folder / "cringe"
     runs = _training_runs(root, iterations)
@@ -256,9 +256,8 @@ def train(r: Round) -> Done:
             raise Stop(f"training diverged in CRINGE iteration {i} of {iterations}: {why}; the candidate is not served",
                        details={"losses": [finite(run.get("losses")) for run in runs]})
     name = f"watch-{r.row.id}"
-    (r.candidate_folder / "VERSION").write_text(name + "\n")  # the server stores its replies under this name
     metrics = finite({k: v for k, v in runs[-1].items() if k not in ("base", "config")})
-    register_version(r.engine, name, path=str(r.candidate_folder.resolve()), parent=r.row.incumbent, method="cringe",
+    register_trained(r.engine, r.candidate_folder, name, parent=r.row.incumbent, method="cringe",
                      base_model=str(r.incumbent_folder), metrics=metrics, notes={"watch_round": r.row.id})
     return Done(f"candidate {name}: {iterations} CRINGE iteration(s) from {r.row.incumbent} on {runs[0]['examples']} "
                 f"examples, final training loss {runs[-1]['train_loss']:.3g}",

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from organic.evaluate.tables import ComparisonVote
+from organic.store.models import ComparisonVote
 from support import both_databases
 
 ADMIN = {"Authorization": "Bearer admin-secret"}

@@ -65,6 +65,14 @@ def pairwise(wins: int, losses: int, ties: int = 0, model_a: str = "A", model_b:
     return PairwiseResult(model_a, model_b, wins, losses, ties)
 
 
+def winner(choice: str, flipped: bool, model_a: str, model_b: str) -> str | None:
+    """The model a rater's vote picked (``choice`` A, B or tie, as clicked, with the sides ``flipped`` when ``model_a``'s
+    reply was shown as B), or None for a tie."""
+    if choice == "tie":
+        return None
+    return model_a if (choice == "A") != flipped else model_b
+
+
 def tally(votes: Iterable[tuple[str, str, str | None]]) -> list[PairwiseResult]:
     """One result per pair of models from votes ``(model_x, model_y, winner)``, ``winner`` being one of the two
     names or None for a tie. Each pair is reported once, its two names in alphabetical order."""

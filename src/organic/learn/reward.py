@@ -172,6 +172,17 @@ def score_store(engine, model: RewardModel, filters=None, *, overwrite: bool = F
     return scored
 
 
+def fit_and_save(train: Sequence[Example], test: Sequence[Example], folder: Path,
+                 config: RewardConfig | None = None) -> tuple[RewardModel, dict[str, float]]:
+    """A reward model fitted on ``train`` and its metrics on the held-out ``test``, both saved in ``folder`` (the
+    metrics last: ``held_out_auc`` reads them, and they mark the folder complete)."""
+    reward = RewardModel(config or RewardConfig()).fit(train)
+    reward.save(folder)
+    metrics = evaluate(reward, test)
+    save_metrics(folder, metrics)
+    return reward, metrics
+
+
 def save_metrics(folder: Path, metrics: dict) -> None:
     """Keep the held-out metrics beside a saved reward model, for the gate of iterative CRINGE."""
     (folder / "held_out_metrics.json").write_text(json.dumps(metrics, indent=2))

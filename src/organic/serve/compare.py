@@ -27,11 +27,11 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import Engine, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from organic.evaluate.pairwise import tally
+from organic.evaluate.pairwise import tally, winner
 from organic.evaluate.run import comparison_items
-from organic.evaluate.tables import Comparison, ComparisonVote, winner
 from organic.serve.limits import MAX_ID
 from organic.serve.auth import RoleIn, RoleOut, RoleTokens, require_admin
+from organic.store.models import Comparison, ComparisonVote
 
 STATIC = Path(__file__).parent / "static"
 MAX_TEXT = 20_000  # characters of one message or reply

@@ -8,11 +8,13 @@ The people's kinds (helper or troll type) are written to a manifest, the ground 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -32,6 +34,10 @@ class SimulationReport:
     canned: int = 0  # bot replies that were canned (safety or crash)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def thumbs(self, thumb: Thumb) -> int:
+        """How many thumbs ``thumb`` everyone gave."""
+        return sum(n for (_, given), n in self.ratings.items() if given == thumb)
 
 
 async def _person(http: httpx.AsyncClient, person: Person, rater: Rater, rating_rate: float, release_share: float,
@@ -105,6 +111,29 @@ def simulate(base_url: str, people: list[Person], *, rater: Rater | None = None,
     thread.start()
     thread.join()
     return result[0]
+
+
+def simulate_store(settings, people: list[Person], *, url: str | None = None, manifest: Path | None = None,
+                   **options) -> SimulationReport:
+    """``organic simulate``: ``simulate`` against the server at ``url``, or, without one, a server started here on
+    ``settings``' store as ``organic serve`` starts it (its serving plan); who was a helper and who a troll goes to
+    ``manifest`` (JSON) when given. ``options`` are ``simulate``'s."""
+    from organic.serve.app import create_app, serving_backends
+    from organic.serve.local import LocalServer
+    from organic.store import connect
+
+    if url:
+        report = simulate(url, people, **options)
+    else:
+        engine = connect(settings.url)
+        backends, shares = serving_backends(settings, engine)
+        with LocalServer(create_app(settings, backends, engine=engine, shares=shares)) as base:
+            report = simulate(base, people, **options)
+        engine.dispose()
+    if manifest:
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text(json.dumps(report.people, indent=1))
+    return report
 
 
 def default_rater() -> Rater:

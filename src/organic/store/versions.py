@@ -8,6 +8,7 @@ change inside the caller's transaction, so that the audit log entry that records
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select, text
@@ -35,6 +36,14 @@ def register_version(engine: Engine, name: str, *, path: str | None = None, pare
         version.base_model, version.metrics, version.notes = base_model, metrics, notes
         s.flush()
         return version.id
+
+
+def register_trained(engine: Engine, folder: Path, name: str, **fields: Any) -> int:
+    """Register the model trained into ``folder`` as version ``name`` (``fields`` as for ``register_version``): its
+    ``VERSION`` file, the name a server stores the model's replies under (``generate.transformers_backend.model_version``
+    reads it), and its row. Returns the row's id."""
+    (folder / "VERSION").write_text(name + "\n")
+    return register_version(engine, name, path=str(folder.resolve()), **fields)
 
 
 def record_metrics(engine: Engine, name: str, **metrics: Any) -> None:
