@@ -40,7 +40,7 @@ def reward() -> RewardModel:
     context = [{"role": "user", "content": "how are you"}]
     rows = [("I am fine, thanks for asking!", 1), ("Doing well, and you?", 1), ("Great, thank you.", 1),
             ("go away", 0), ("the the the the", 0), ("asdf qwer", 0)]
-    return RewardModel(RewardConfig()).fit([Example(context, reply, label, f"c{i}", "u", "thumb") for i, (reply, label) in enumerate(rows)])
+    return RewardModel.of(RewardConfig()).fit([Example(context, reply, label, f"c{i}", "u", "thumb") for i, (reply, label) in enumerate(rows)])
 
 
 def test_two_identical_models_get_identical_results(tmp_path, reward):

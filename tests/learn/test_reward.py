@@ -41,7 +41,7 @@ def dataset(n: int, seed: int) -> list[Example]:
 
 @pytest.fixture(scope="module")
 def trained():
-    return RewardModel(RewardConfig()).fit(dataset(120, seed=0))
+    return RewardModel.of(RewardConfig()).fit(dataset(120, seed=0))
 
 
 def test_embedding_reward_model_learns_from_labels(trained):
@@ -78,7 +78,7 @@ def test_save_and_load_give_the_same_probabilities(trained, tmp_path):
 def test_one_class_only_is_a_clear_error():
     examples = [e for e in dataset(30, seed=3) if e.label == 1]
     with pytest.raises(ValueError, match="both good and bad"):
-        RewardModel(RewardConfig()).fit(examples)
+        RewardModel.of(RewardConfig()).fit(examples)
 
 
 def test_expected_calibration_error_by_hand():
@@ -98,7 +98,7 @@ def test_hf_reward_model_trains_a_sequence_classifier(tmp_path):
                         intermediate_size=32, num_labels=2)
     BertForSequenceClassification(config).save_pretrained(tmp_path / "tiny")
     tokenizer.save_pretrained(tmp_path / "tiny")
-    model = RewardModel(RewardConfig(kind="hf", model=str(tmp_path / "tiny"), epochs=1)).fit(dataset(24, seed=4))
+    model = RewardModel.of(RewardConfig(kind="hf", model=str(tmp_path / "tiny"), epochs=1)).fit(dataset(24, seed=4))
     p = model.predict_proba([[{"role": "user", "content": "hi"}]] * 3, ["a", "b", "c"])
     assert p.shape == (3,) and ((0 <= p) & (p <= 1)).all()
     reloaded = RewardModel.load(model.save(tmp_path / "saved"))

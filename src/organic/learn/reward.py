@@ -26,7 +26,8 @@ from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_
 
 from organic.embeddings import embed
 from organic.examples import Example, context_text
-from organic.taxonomy import NOT_OK, SAFE
+from organic.generate.loading import model_loading
+from organic.taxonomy import BAD, GOOD, NOT_OK, SAFE
 
 
 def verdict_string(p_good: float, threshold: float = 0.5) -> str:
@@ -48,74 +49,155 @@ class RewardConfig:
 
 
 class RewardModel:
-    """Probability that a reply is good, for lists of (context, reply)."""
+    """Probability that a reply is good, for lists of (context, reply). Two kinds implement it: ``EmbeddingReward``
+    (MiniLM features and a logistic regression, on a CPU) and ``HFReward`` (a fine-tuned sequence classifier; transformers
+    is imported only when it is used); ``RewardModel.of(config)`` makes the one ``config.kind`` names, ``RewardModel.load`` reads
+    either back."""
 
-    def __init__(self, config: RewardConfig, estimator=None):
+    kind = ""
+
+    def __init__(self, config: RewardConfig):
         self.config = config
-        self.estimator = estimator
 
-    # features ---------------------------------------------------------------------------------------
+    @staticmethod
+    def of(config: RewardConfig) -> RewardModel:
+        return _kind(config.kind)(config)
+
+    def fit(self, examples: Sequence[Example]) -> RewardModel:
+        labelled = [e for e in examples if e.label in (GOOD, BAD)]
+        labels = np.array([e.label for e in labelled])
+        if len(set(labels)) < 2:
+            raise ValueError(f"the reward model needs both good and bad replies to learn from; got {len(labelled)} "
+                             f"labelled replies, all {'good' if labels.any() else 'bad'}")
+        self._fit(labelled, labels)
+        return self
+
+    def predict_proba(self, contexts: Sequence[Sequence[dict]], replies: Sequence[str]) -> np.ndarray:
+        return self._predict(contexts, replies) if replies else np.zeros(0)
+
+    def verdicts(self, contexts, replies) -> list[str]:
+        return [verdict_string(float(p), self.config.threshold) for p in self.predict_proba(contexts, replies)]
+
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "reward_config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        self._save(folder)
+        return folder
+
+    @staticmethod
+    def load(folder: Path) -> RewardModel:
+        config_file = folder / "reward_config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{folder} holds no reward model (no reward_config.json); run `organic reward train` first")
+        config = RewardConfig(**json.loads(config_file.read_text()))
+        model = _kind(config.kind)(config)
+        model._load(folder)
+        return model
+
+    # what each kind implements
+    def _fit(self, examples: list[Example], labels: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _predict(self, contexts: Sequence[Sequence[dict]], replies: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _save(self, folder: Path) -> None:
+        raise NotImplementedError
+
+    def _load(self, folder: Path) -> None:
+        raise NotImplementedError
+
+
+class EmbeddingReward(RewardModel):
+    """MiniLM embeddings of the reply and the last ``context_turns`` of its context, and a logistic regression."""
+
+    kind = "embedding"
+    estimator: LogisticRegression
+
     def _features(self, contexts: Sequence[Sequence[dict]], replies: Sequence[str]) -> np.ndarray:
         ctx = embed([context_text(c, self.config.context_turns) for c in contexts])
         rep = embed(list(replies))
         return np.hstack([rep, ctx * rep, np.abs(ctx - rep)])
 
-    # training and scoring -----------------------------------------------------------------------------
-    def fit(self, examples: Sequence[Example]) -> RewardModel:
-        labelled = [e for e in examples if e.label in (0, 1)]
-        labels = np.array([e.label for e in labelled])
-        if len(set(labels)) < 2:
-            raise ValueError(f"the reward model needs both good and bad replies to learn from; got {len(labelled)} "
-                             f"labelled replies, all {'good' if labels.any() else 'bad'}")
-        if self.config.kind == "hf":
-            from organic.learn.reward_hf import train_hf
-
-            self.estimator = train_hf(self.config, labelled)
-            return self
-        features = self._features([e.context for e in labelled], [e.reply for e in labelled])
+    def _fit(self, examples: list[Example], labels: np.ndarray) -> None:
+        features = self._features([e.context for e in examples], [e.reply for e in examples])
         self.estimator = LogisticRegression(C=self.config.c, class_weight="balanced", max_iter=2000,
                                             random_state=self.config.seed).fit(features, labels)
-        return self
 
-    def predict_proba(self, contexts: Sequence[Sequence[dict]], replies: Sequence[str]) -> np.ndarray:
-        if not replies:
-            return np.zeros(0)
-        if self.config.kind == "hf":
-            from organic.learn.reward_hf import predict_hf
-
-            return predict_hf(self.estimator, self.config, contexts, replies)
+    def _predict(self, contexts, replies) -> np.ndarray:
         return self.estimator.predict_proba(self._features(contexts, replies))[:, 1]
 
-    def verdicts(self, contexts, replies) -> list[str]:
-        return [verdict_string(float(p), self.config.threshold) for p in self.predict_proba(contexts, replies)]
+    def _save(self, folder: Path) -> None:
+        joblib.dump(self.estimator, folder / "estimator.joblib")
 
-    # persistence --------------------------------------------------------------------------------------
-    def save(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "reward_config.json").write_text(json.dumps(asdict(self.config), indent=2))
-        if self.config.kind == "hf":
-            self.estimator.save_pretrained(folder / "model")
-            self.estimator.tokenizer.save_pretrained(folder / "model")
-        else:
-            joblib.dump(self.estimator, folder / "estimator.joblib")
-        return folder
+    def _load(self, folder: Path) -> None:
+        self.estimator = joblib.load(folder / "estimator.joblib")
 
-    @classmethod
-    def load(cls, folder: Path) -> RewardModel:
-        config_file = folder / "reward_config.json"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{folder} holds no reward model (no reward_config.json); run `organic reward train` first")
-        config = RewardConfig(**json.loads(config_file.read_text()))
-        if config.kind == "hf":
-            from organic.learn.reward_hf import load_hf
 
-            return cls(config, load_hf(folder / "model"))
-        return cls(config, joblib.load(folder / "estimator.joblib"))
+def _pairs(tokenizer, contexts, replies, turns: int):
+    """Tokenized "context [SEP] reply" pairs."""
+    return tokenizer([context_text(c, turns) for c in contexts], list(replies), truncation=True, max_length=256)
+
+
+class HFReward(RewardModel):
+    """A Hugging Face sequence classifier (``config.model``, a local folder) fine-tuned on the pairs."""
+
+    kind = "hf"
+
+    def _fit(self, examples: list[Example], labels: np.ndarray) -> None:
+        import tempfile
+
+        import torch
+        from datasets import Dataset
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+
+        if not self.config.model:
+            raise ValueError("a reward model of kind 'hf' needs --model: a local folder with a Hugging Face model")
+        with model_loading():
+            self.tokenizer = AutoTokenizer.from_pretrained(self.config.model)
+            self.model = AutoModelForSequenceClassification.from_pretrained(self.config.model, num_labels=2)
+        encoded = _pairs(self.tokenizer, [e.context for e in examples], [e.reply for e in examples], self.config.context_turns)
+        data = Dataset.from_dict({**encoded, "labels": labels.tolist()})
+        with tempfile.TemporaryDirectory() as tmp:
+            args = TrainingArguments(output_dir=tmp, num_train_epochs=self.config.epochs, learning_rate=self.config.learning_rate,
+                                     per_device_train_batch_size=16, report_to="none", save_strategy="no",
+                                     seed=self.config.seed, use_cpu=not torch.cuda.is_available())
+            Trainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer).train()
+
+    def _predict(self, contexts, replies) -> np.ndarray:
+        import torch
+
+        self.model.eval()
+        probs = []
+        for start in range(0, len(replies), 32):
+            batch = _pairs(self.tokenizer, contexts[start : start + 32], replies[start : start + 32], self.config.context_turns)
+            batch = self.tokenizer.pad(batch, return_tensors="pt").to(self.model.device)
+            with torch.no_grad():
+                probs.append(torch.softmax(self.model(**batch).logits, dim=-1)[:, 1].cpu().numpy())
+        return np.concatenate(probs)
+
+    def _save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder / "model")
+        self.tokenizer.save_pretrained(folder / "model")
+
+    def _load(self, folder: Path) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        with model_loading():
+            self.model = AutoModelForSequenceClassification.from_pretrained(folder / "model")
+            self.tokenizer = AutoTokenizer.from_pretrained(folder / "model")
+
+
+def _kind(kind: str) -> type[RewardModel]:
+    kinds = {k.kind: k for k in (EmbeddingReward, HFReward)}
+    if kind not in kinds:
+        raise ValueError(f"unknown kind of reward model {kind!r}; choose {' or '.join(kinds)}")
+    return kinds[kind]
 
 
 def evaluate(model: RewardModel, examples: Sequence[Example], bins: int = 10) -> dict[str, float]:
     """Accuracy, F1 (of "not good", the class we act on), ROC AUC and calibration (ECE, Brier) on ``examples``."""
-    labelled = [e for e in examples if e.label in (0, 1)]
+    labelled = [e for e in examples if e.label in (GOOD, BAD)]
     if not labelled:
         return {"n": 0}
     y = np.array([e.label for e in labelled])
@@ -176,7 +258,7 @@ def fit_and_save(train: Sequence[Example], test: Sequence[Example], folder: Path
                  config: RewardConfig | None = None) -> tuple[RewardModel, dict[str, float]]:
     """A reward model fitted on ``train`` and its metrics on the held-out ``test``, both saved in ``folder`` (the
     metrics last: ``held_out_auc`` reads them, and they mark the folder complete)."""
-    reward = RewardModel(config or RewardConfig()).fit(train)
+    reward = RewardModel.of(config or RewardConfig()).fit(train)
     reward.save(folder)
     metrics = evaluate(reward, test)
     save_metrics(folder, metrics)
