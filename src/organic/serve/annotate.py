@@ -32,7 +32,7 @@ from organic.serve.limits import MAX_ID
 from organic.serve.auth import RoleIn, RoleOut, RoleTokens, require_admin
 from organic.store.models import Annotation, Conversation, Feedback, Message, ModelVersion
 from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
-from organic.taxonomy import CrowdLabel, Sender
+from organic.taxonomy import CrowdLabel, Sender, Thumb
 
 STATIC = Path(__file__).parent / "static"
 CONTEXT_MESSAGES = 30  # the most recent messages shown before the utterance to label
@@ -110,7 +110,7 @@ def annotation_router(engine: Engine, admin_token: str | None, *, secret_key: st
                     raise HTTPException(404, f"no model version named {model_version!r}")
                 found = _pick(conn, eligible + [Message.model_version_id == version_id, Message.sender == Sender.BOT.value])
             elif sampling == "disliked":
-                disliked = exists().where(Feedback.message_id == Message.id, Feedback.thumb == "down")
+                disliked = exists().where(Feedback.message_id == Message.id, Feedback.thumb == Thumb.DOWN.value)
                 found = _pick(conn, eligible + [disliked])
                 if found is None:
                     used, found = "uniform", _pick(conn, eligible)

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from organic.generate import Backend, GenerationSettings
 from organic.serve.annotate import annotation_router
@@ -36,7 +36,7 @@ from organic.settings import Settings
 from organic.store import connect
 from organic.store.bulk import ensure_model_versions
 from organic.store.db import private_store
-from organic.store.models import Conversation, Feedback, Message, ModelVersion, User
+from organic.store.read import totals
 
 STATIC = Path(__file__).parent / "static"
 
@@ -247,15 +247,8 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
     async def rate(message_id: str, body: RatingIn, who: CallerDep) -> dict:
         """Rate a bot message, change the rating, or withdraw it (``thumb`` null). After a thumbs down on the
         latest reply the bot asks what it should have said (``follow_up``); the next message answers it."""
-        store = stores[who.saved]
-        rating = await to_thread.run_sync(lambda: store.rate(who.pseudo_id, message_id, body.thumb, body.reason, body.free_text))
-        follow_up = None
-        if body.thumb == "down":  # asked right after the latest reply only, and once (``after``), unless canned
-            convo_id = await to_thread.run_sync(_conversation_of, store, message_id)
-            convo = await to_thread.run_sync(store.conversation, who.pseudo_id, convo_id)
-            rated = next(m for m in convo["messages"] if m["id"] == message_id)
-            if not rated["is_safety_controlled_response"]:
-                follow_up = await turns.ask_for_feedback(store, who.pseudo_id, convo_id, after=message_id)
+        rating, follow_up = await turns.rate(stores[who.saved], who.pseudo_id, message_id, body.thumb, body.reason,
+                                             body.free_text)
         return {"message_id": message_id, "rating": rating, "follow_up": follow_up}
 
     @app.delete("/api/messages/{message_id}/rating", tags=["feedback"])
@@ -302,20 +295,7 @@ def create_app(settings: Settings, backends: list[Backend], *, engine: Engine | 
 
     @app.get("/api/admin/stats", tags=["admin"], dependencies=[Depends(admin)])
     async def admin_stats() -> dict:
-        def counts() -> dict:
-            with engine.connect() as conn:
-                one = lambda q: conn.execute(q).scalar_one()  # noqa: E731
-                return {
-                    "users": one(select(func.count()).select_from(User)),
-                    "conversations": one(select(func.count()).select_from(Conversation)),
-                    "messages": one(select(func.count()).select_from(Message)),
-                    "thumbs_up": one(select(func.count()).where(Feedback.thumb == "up")),
-                    "thumbs_down": one(select(func.count()).where(Feedback.thumb == "down")),
-                    "model_versions": [r._asdict() for r in conn.execute(
-                        select(ModelVersion.name, ModelVersion.status, ModelVersion.traffic_share))],
-                    "serving": router.shares,
-                }
-        return await to_thread.run_sync(counts)
+        return {**await to_thread.run_sync(totals, engine), "serving": router.shares}
 
     app.include_router(annotation_router(engine, settings.admin_token, secret_key=key))
     app.include_router(compare_router(engine, settings.admin_token, secret_key=key))
@@ -384,12 +364,6 @@ def version_backend(settings: Settings, name: str, path: str | None) -> Backend:
     if path:
         return local_backend(settings, Path(path))
     raise ValueError(f"model version {name!r} has no model folder to serve; register it with `organic train`")
-
-
-def _conversation_of(store: ChatStore, message_id: str) -> str:
-    with store.engine.connect() as conn:
-        return conn.execute(select(Conversation.external_id).join(Message, Message.conversation_id == Conversation.id)
-                            .where(Message.external_id == message_id)).scalar_one()
 
 
 def _conversation_for(store: ChatStore, who: Caller, router: Router, history: list[dict]) -> str:

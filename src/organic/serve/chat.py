@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from organic.store.bulk import ensure_model_versions
 from organic.store.models import Conversation, Feedback, Message, ModelVersion, User, utcnow
 from organic.store.records import CLIENT_CONTEXT, FEEDBACK_REQUEST, FEEDBACK_THANKS, client_turns
-from organic.taxonomy import DislikeReason, Sender
+from organic.taxonomy import DislikeReason, Sender, Thumb
 
 
 
@@ -227,7 +227,7 @@ class ChatStore:
             s.flush()
             if message.is_dislike_feedback:
                 rating = s.scalar(select(Feedback).join(Message, Feedback.message_id == Message.id)
-                                  .where(Message.conversation_id == convo.id, Feedback.thumb == "down")
+                                  .where(Message.conversation_id == convo.id, Feedback.thumb == Thumb.DOWN.value)
                                   .order_by(Message.position.desc()).limit(1))
                 if rating is not None:
                     rating.feedback_message_id = message.id
@@ -267,6 +267,12 @@ class ChatStore:
             existing.thumb, existing.reason, existing.free_text, existing.updated_at = thumb, parsed, free_text, utcnow()
             return {"thumb": thumb, "reason": parsed, "free_text": free_text}
 
+    def rated_reply(self, pseudo_id: str, message_id: str) -> tuple[str, bool]:
+        """The conversation of the user's message ``message_id``, and whether it is a canned safety reply."""
+        with self._session() as s:
+            message, convo = self._owned_message(s, pseudo_id, message_id)
+            return convo.external_id, message.is_safety_controlled_response
+
     def trace(self, pseudo_id: str, message_id: str) -> dict[str, Any]:
         """Why the bot said this: model version, safety verdicts, generation settings, timings, module traces."""
         with self._session() as s:
@@ -289,9 +295,9 @@ class ChatStore:
 
 def validate_rating(thumb: str | None, reason: str | None, *, canned: bool) -> str | None:
     """The canonical reason for a rating, or ``Invalid`` saying what is allowed."""
-    if thumb not in ("up", "down", None):
+    if thumb not in (Thumb.UP, Thumb.DOWN, None):
         raise Invalid(f"thumb must be 'up', 'down' or null (to withdraw), not {thumb!r}")
-    if thumb != "down":
+    if thumb != Thumb.DOWN:
         if reason is not None:
             raise Invalid("a reason goes with a thumbs down only")
         return None

@@ -18,7 +18,7 @@ from sqlalchemy.orm import aliased
 
 from organic.stats import Proportion, agreement
 from organic.store.models import Annotation, ComparisonVote, Conversation, Feedback, Message, ModelVersion, User
-from organic.taxonomy import CrowdLabel, Sender
+from organic.taxonomy import CrowdLabel, Sender, Thumb
 
 ANSWERS = 20  # most recent answers to "what should I have said?" shown
 RATERS_SHOWN = 100  # users listed by their rating count
@@ -86,13 +86,13 @@ def feedback(engine: Engine, days: int = 30) -> dict[str, Any]:
     bot = Message.sender == Sender.BOT.value
     with engine.connect() as conn:
         per_day = conn.execute(
-            select(sent, ModelVersion.name, func.count(Message.id), func.sum(case((rated.c.thumb == "up", 1), else_=0)),
-                   func.sum(case((rated.c.thumb == "down", 1), else_=0)))
+            select(sent, ModelVersion.name, func.count(Message.id), func.sum(case((rated.c.thumb == Thumb.UP.value, 1), else_=0)),
+                   func.sum(case((rated.c.thumb == Thumb.DOWN.value, 1), else_=0)))
             .join(Conversation, Message.conversation_id == Conversation.id)
             .join(ModelVersion, Conversation.model_version_id == ModelVersion.id)
             .outerjoin(rated, rated.c.message_id == Message.id)
             .where(bot, Message.created_at >= start).group_by(sent, ModelVersion.name)).all()
-        reasons = conn.execute(select(Feedback.reason, func.count()).where(Feedback.thumb == "down").group_by(Feedback.reason)).all()
+        reasons = conn.execute(select(Feedback.reason, func.count()).where(Feedback.thumb == Thumb.DOWN.value).group_by(Feedback.reason)).all()
         canned = conn.execute(select(func.count(), func.sum(case((Message.is_safety_controlled_response, 1), else_=0)),
                                      func.sum(case((Message.from_model_crash, 1), else_=0))).where(bot)).one()
     daily = [{"day": _iso(day), "version": name, "bot_messages": n,
@@ -160,7 +160,7 @@ def ab(engine: Engine, serving_now: dict[str, float]) -> dict[str, Any]:
 def raters(engine: Engine, limit: int | None = RATERS_SHOWN, users: list[str] | None = None) -> list[dict]:
     """Users by how many replies they rated (most first): ratings, thumbs up and down; only ``users`` when given
     (those who rated nothing are left out), at most ``limit`` (None: all)."""
-    down = func.sum(case((Feedback.thumb == "down", 1), else_=0))
+    down = func.sum(case((Feedback.thumb == Thumb.DOWN.value, 1), else_=0))
     query = (select(User.pseudo_id, func.count(Feedback.id), down).join(Feedback, Feedback.user_id == User.id)
              .group_by(User.pseudo_id).order_by(func.count(Feedback.id).desc(), User.pseudo_id).limit(limit))
     if users is not None:

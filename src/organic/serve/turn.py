@@ -25,9 +25,9 @@ from organic.generate.base import CUT_OFF, unfinished
 from organic.safety import canned_reply, check
 from organic.serve.chat import ChatStore
 from organic.serve.memory import Recall, recall
-from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
 from organic.serve.router import Router
-from organic.taxonomy import InteractionFailure, Sender
+from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
+from organic.taxonomy import InteractionFailure, Sender, Thumb
 
 FEEDBACK_QUESTION = "Sorry about that! What should I have said instead?"
 FEEDBACK_THANKS_REPLY = "Thanks, that helps me learn! What else would you like to talk about?"
@@ -145,6 +145,17 @@ class Turns:
             pseudo_id, conversation_id, Sender.BOT, reply_text, model_version=backend.model_version,
             external_id=reply_id, **fields))
         yield Event("done", reply)
+
+    async def rate(self, store: ChatStore, pseudo_id: str, message_id: str, thumb: str | None, reason: str | None = None,
+                   free_text: str | None = None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Rate a bot reply (``ChatStore.rate``), then the feedback rule: after a thumbs down on a reply the model
+        wrote (not a canned safety reply), the bot asks what it should have said (``ask_for_feedback``). Returns the
+        rating and the question, if one was asked."""
+        rating = await to_thread.run_sync(lambda: store.rate(pseudo_id, message_id, thumb, reason, free_text))
+        if thumb != Thumb.DOWN:
+            return rating, None
+        conversation_id, canned = await to_thread.run_sync(store.rated_reply, pseudo_id, message_id)
+        return rating, None if canned else await self.ask_for_feedback(store, pseudo_id, conversation_id, after=message_id)
 
     async def ask_for_feedback(self, store: ChatStore, pseudo_id: str, conversation_id: str,
                                after: str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 
 from organic.store.models import Annotation, Conversation, Feedback, Message, ModelVersion, User
 from organic.store.records import ConversationRecord, MessageRecord
+from organic.taxonomy import Thumb
 
 
 @dataclass
@@ -56,6 +57,21 @@ def _conversation_query(filters: Filters):
     if filters.source:
         query = query.where(Conversation.source == filters.source)
     return query
+
+
+def totals(engine: Engine) -> dict:
+    """Users, conversations, messages and thumbs in the store, and every model version's status and share."""
+    with engine.connect() as conn:
+        one = lambda q: conn.execute(q).scalar_one()  # noqa: E731
+        return {
+            "users": one(select(func.count()).select_from(User)),
+            "conversations": one(select(func.count()).select_from(Conversation)),
+            "messages": one(select(func.count()).select_from(Message)),
+            "thumbs_up": one(select(func.count()).where(Feedback.thumb == Thumb.UP.value)),
+            "thumbs_down": one(select(func.count()).where(Feedback.thumb == Thumb.DOWN.value)),
+            "model_versions": [r._asdict() for r in conn.execute(
+                select(ModelVersion.name, ModelVersion.status, ModelVersion.traffic_share))],
+        }
 
 
 def count_conversations(engine: Engine, filters: Filters | None = None) -> int:
