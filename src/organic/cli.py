@@ -250,8 +250,6 @@ def reward_train(
     from organic.learn.reward import RewardConfig, fit_and_save
     from organic.loop import LoopConfig, reward_labels
 
-    if kind not in ("embedding", "hf"):
-        raise fail(f"unknown kind {kind!r}; choose embedding or hf")
     train, test = reward_labels(_engine(database_url), LoopConfig(held_out_share=held_out_share), flagged=set())
     try:
         _, metrics = fit_and_save(train, test, out, RewardConfig(kind=kind, model=model))

@@ -136,3 +136,6 @@ def test_cli_trains_and_scores_the_store(database_url, tmp_path):
     assert all(r and r.startswith("Predicted class: __") for r in rewards)
     missing = runner.invoke(app, ["reward", "score", "--model", str(tmp_path / "none"), "--database-url", database_url])
     assert missing.exit_code == 2 and "organic reward train" in missing.output
+    wrong = runner.invoke(app, ["reward", "train", "--kind", "forest", "--out", str(tmp_path / "rm2"), "--database-url", database_url])
+    assert wrong.exit_code == 2 and "unknown kind of reward model 'forest'" in wrong.output
+    assert not (tmp_path / "rm2").exists()
