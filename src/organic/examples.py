@@ -76,7 +76,7 @@ def is_canned(message: MessageRecord) -> bool:
     return message.is_safety_controlled_response or message.from_model_crash or module in (FEEDBACK_REQUEST, FEEDBACK_THANKS)
 
 
-class Reply(NamedTuple):
+class ModelReply(NamedTuple):
     """A bot reply the model wrote, where it stands in its conversation, and the chat before it."""
 
     position: int  # index in the conversation's messages
@@ -84,13 +84,13 @@ class Reply(NamedTuple):
     context: list[dict[str, str]]  # roles user / assistant; an API client's earlier turns first
 
 
-def contexts(convo: ConversationRecord) -> Iterator[Reply]:
+def contexts(convo: ConversationRecord) -> Iterator[ModelReply]:
     """Every model-written bot reply of a conversation in its context (canned replies are context, not replies)."""
     # turns an API client sent that the server did not write: the model's context, never replies themselves
     history: list[dict[str, str]] = client_turns(convo.extra)
     for position, message in enumerate(convo.messages):
         if message.sender == Sender.BOT.value and not is_canned(message):
-            yield Reply(position, message, list(history))
+            yield ModelReply(position, message, list(history))
         history.append({"role": ROLE[message.sender], "content": message.text})
 
 

@@ -322,23 +322,13 @@ def held_out_set(engine: Engine, config: LoopConfig):
                              per_conversation=config.eval_per_conversation)
 
 
-def evaluate(models: dict[str, Path], contexts: list, config: LoopConfig, reward, judge) -> dict[str, Any]:
-    """``evaluate.run.evaluate_models`` on ``contexts`` with the loop's settings: perplexity on 200 real human replies
-    that no model trains on, the first model the baseline of the paired tests."""
-    from organic.evaluate.labelled import human_reference
-    from organic.evaluate.run import evaluate_models
-
-    return evaluate_models(models, contexts, human_reference(200), reward, judge=judge, max_new_tokens=config.max_new_tokens,
-                           engine=config.engine)
-
-
 def evaluate_store(store: Engine, models: dict[str, Path], contexts: list, out: Path, *, reward, judge,
                    versions: dict[str, str], human_replies: int = 200, max_new_tokens: int = 48, batch_size: int = 8,
                    seed: int = 0, engine: str = "transformers", rater=None, crowd_agreement: bool = False,
                    progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], Path, Path]:
-    """``organic eval`` and the loop's eval stage: ``evaluate.run.evaluate_models`` of ``models`` (name -> folder; the
-    first is the baseline of the paired tests) on ``contexts``, with perplexity on ``human_replies`` real human
-    replies no model trains on; with ``rater``, how often the raters' judge agrees with ``judge``; with
+    """``organic eval``, the loop's and the watcher's eval: ``evaluate.run.evaluate_models`` of ``models`` (name ->
+    folder; the first is the baseline of the paired tests) on ``contexts``, with perplexity on ``human_replies`` real
+    human replies no model trains on; with ``rater``, how often the raters' judge agrees with ``judge``; with
     ``crowd_agreement``, the judge's agreement with the store's crowd labels. Writes ``eval.json`` and ``eval.md`` in
     ``out`` and records each model named in ``versions`` (result name -> model version) on its version, for the
     console. Returns the results and both paths."""

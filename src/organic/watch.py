@@ -269,9 +269,8 @@ def evaluate(r: Round) -> Done:
     """Both models on the held-out contexts (``eval/eval.json``, reused when a killed run wrote it); the candidate's
     figures go into its model version's metrics, for the console's Models panel."""
     from organic.evaluate.judge import EVALUATOR, Judge
-    from organic.evaluate.run import write_eval_report
     from organic.generate.loading import written_aside
-    from organic.loop import evaluate as evaluate_models, held_out_set, record_eval
+    from organic.loop import evaluate_store, held_out_set, record_eval
 
     if not (r.folder / "eval" / "eval.json").is_file():
         held = held_out_set(r.engine, r.config.loop)
@@ -279,10 +278,10 @@ def evaluate(r: Round) -> Done:
             raise Stop(f"too little data: no held-out conversation (share {r.config.loop.held_out_share:.0%}) has a "
                        "context to answer; waiting for more conversations")
         judge = Judge.load(r.config.loop.evaluator_judge or EVALUATOR)
-        results = evaluate_models({r.row.incumbent: r.incumbent_folder, r.row.candidate: r.candidate_folder},
-                                  held.contexts, r.config.loop, r.reward, judge)
-        with written_aside(r.folder / "eval", "eval.json") as aside:
-            write_eval_report(results, aside)
+        with written_aside(r.folder / "eval", "eval.json") as aside:  # recorded on the version below, reused or not
+            evaluate_store(r.engine, {r.row.incumbent: r.incumbent_folder, r.row.candidate: r.candidate_folder},
+                           held.contexts, aside, reward=r.reward, judge=judge, versions={},
+                           max_new_tokens=r.config.loop.max_new_tokens, engine=r.config.loop.engine)
     results = r.results
     model = results["models"][r.row.candidate]
     record_eval(r.engine, r.row.candidate, model)
