@@ -17,7 +17,8 @@ import json
 import pytest
 from sqlalchemy import insert, select
 
-from organic.analyze.report import annotator_pairs, build_report
+from organic.analyze.figures import annotator_pairs
+from organic.analyze.report import build_report
 from organic.formats.export import export
 from organic.formats.ingest import import_bb3x
 from organic.store import Annotation, Message

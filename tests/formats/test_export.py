@@ -15,7 +15,7 @@ from support import FIXTURES, both_databases
 from organic.cli import app
 from organic.formats.export import export
 from organic.formats.ingest import import_bb3x
-from organic.formats.rows import SCHEMA
+from organic.formats.rows import SCHEMA, write_parquet
 from organic.store import Conversation, User
 from organic.store.read import Filters, count_conversations, iter_conversations
 from organic.store.users import delete_user, list_users
@@ -43,6 +43,15 @@ def test_flat_jsonl_and_parquet_hold_the_same_rows(filled, tmp_path):
     first_bot = next(r for r in rows if r["conversation_id"] == "c-001" and r["sender"] == "bot")
     assert json.loads(first_bot["crowd_labels"]) == {"good": 2, "off_topic": 1}
     assert json.loads(first_bot["traces"])["search_query"] == "alps hiking trails"
+
+
+def test_the_parquet_writer_batches_rows_and_writes_an_empty_table_for_none(tmp_path):
+    rows = [{"conversation_id": "c", "position": i, "text": str(i)} for i in range(5)]
+    assert write_parquet(tmp_path / "some.parquet", iter(rows), batch_rows=2) == 5
+    assert pq.read_table(tmp_path / "some.parquet").column("position").to_pylist() == [0, 1, 2, 3, 4]
+    assert write_parquet(tmp_path / "none.parquet", iter([])) == 0
+    empty = pq.read_table(tmp_path / "none.parquet")
+    assert empty.num_rows == 0 and empty.schema == SCHEMA
 
 
 def test_hf_export_is_a_dataset_dict_by_split(filled, tmp_path):

@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 
 from organic.examples import examples
 from organic.formats.bb3x import to_bb3x
-from organic.formats.rows import SCHEMA, to_rows
+from organic.formats.rows import SCHEMA, to_rows, write_parquet
 from organic.formats.trl import ROWS as TRL_ROWS
 from organic.store.read import Filters, iter_conversations
 from organic.store.records import ConversationRecord
@@ -136,10 +136,9 @@ def export(engine: Engine, fmt: str, out: Path, filters: Filters | None = None, 
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "bb3x":
         summary.rows = _write_jsonl(out, (to_bb3x(c) for c in conversations()))
-    elif fmt == "jsonl":
-        summary.rows = _write_jsonl(out, (row for c in conversations() for row in to_rows(c)))
-    elif fmt == "parquet":
-        summary.rows = _write_parquet(out, conversations())
+    elif fmt in ("jsonl", "parquet"):
+        rows = (row for c in conversations() for row in to_rows(c))
+        summary.rows = (_write_jsonl if fmt == "jsonl" else write_parquet)(out, rows)
     elif fmt == "hf":
         summary.rows = _write_hf(out, conversations(), summary)
     else:
@@ -157,20 +156,6 @@ def _write_jsonl(out: Path, rows) -> int:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
             n += 1
-    return n
-
-
-def _write_parquet(out: Path, convos: Iterator[ConversationRecord], batch_rows: int = 50_000) -> int:
-    n, pending = 0, []
-    with pq.ParquetWriter(out, SCHEMA) as writer:
-        for convo in convos:
-            pending.extend(to_rows(convo))
-            if len(pending) >= batch_rows:
-                writer.write_table(pa.Table.from_pylist(pending, schema=SCHEMA))
-                n, pending = n + len(pending), []
-        if pending or n == 0:
-            writer.write_table(pa.Table.from_pylist(pending, schema=SCHEMA))
-            n += len(pending)
     return n
 
 

@@ -1,15 +1,19 @@
 """The flat message table: one row per message, the shape of the JSONL, Parquet and HF exports.
 
 Nested values (safety verdicts, module traces, crowd-label counts, generation settings) are JSON strings,
-so the table has one fixed Arrow schema and DuckDB reads it with ``json_extract``.
+so the table has one fixed Arrow schema and DuckDB reads it with ``json_extract``. ``write_parquet`` writes
+rows of it to a Parquet file a batch at a time.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from organic.store.records import ConversationRecord
 from organic.taxonomy import Thumb
@@ -74,3 +78,21 @@ def to_rows(convo: ConversationRecord) -> list[dict[str, Any]]:
         }
         for position, m in enumerate(convo.messages)
     ]
+
+
+def write_parquet(out: Path, rows: Iterable[dict[str, Any]], batch_rows: int = 50_000) -> int:
+    """Write rows of ``SCHEMA`` to the Parquet file ``out``, ``batch_rows`` at a time, and return how many.
+
+    No rows still make a file: an empty table with the schema, which DuckDB and ``datasets`` read as such.
+    """
+    n, pending = 0, []
+    with pq.ParquetWriter(out, SCHEMA) as writer:
+        for row in rows:
+            pending.append(row)
+            if len(pending) >= batch_rows:
+                writer.write_table(pa.Table.from_pylist(pending, schema=SCHEMA))
+                n, pending = n + len(pending), []
+        if pending or n == 0:
+            writer.write_table(pa.Table.from_pylist(pending, schema=SCHEMA))
+            n += len(pending)
+    return n

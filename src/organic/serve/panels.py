@@ -1,4 +1,4 @@
-"""What the operator's console (``organic.serve.console``) shows: one function per panel, each reading the store
+"""What the operator's console (``organic.serve.routes.console``) shows: one function per panel, each reading the store
 and returning JSON-ready figures. Read-only. The statistics are the library's own: Wilson intervals from
 ``organic.stats``, the live A/B figures and Fisher tests of ``organic ab-report``, the trust scores of
 ``organic trolls``, the annotator agreement of ``organic analyze``.
@@ -77,7 +77,7 @@ def feedback(engine: Engine, days: int = 30) -> dict[str, Any]:
     """Thumbs up and down per bot message for each model version (all time, and per day over the last ``days``
     days), with 95% Wilson intervals; the reasons given on thumbs down; the share of canned replies; and the
     latest answers to "what should I have said?"."""
-    from organic.analyze.report import _reasons  # the report's own table of reasons, labels included
+    from organic.analyze.figures import reason_table  # the report's own table of reasons, labels included
     from organic.evaluate.live import live_ab
 
     start, calendar = _window(days)
@@ -102,7 +102,7 @@ def feedback(engine: Engine, days: int = 30) -> dict[str, Any]:
     return {
         "versions": _percent_rates(live_ab(engine)["versions"]),
         "days": sorted(daily, key=lambda r: (r["day"], r["version"])),
-        "reasons": _reasons(reasons, sum(n for _, n in reasons)),
+        "reasons": reason_table(reasons, sum(n for _, n in reasons)),
         "canned": {"safety": Proportion(safety, bots).to_json(), "crash": Proportion(crash, bots).to_json()},
         "answers": feedback_answers(engine),
         "since": calendar[0],
@@ -195,7 +195,7 @@ def trolls(engine: Engine, features: str = "minilm") -> dict[str, Any]:
 def annotation(engine: Engine) -> dict[str, Any]:
     """Progress per named annotator and per rater, agreement over utterances labelled several times (Fleiss'
     kappa, Krippendorff's alpha) and Cohen's kappa of each pair of annotators, as ``organic analyze`` reports it."""
-    from organic.analyze.report import annotator_pairs
+    from organic.analyze.figures import annotator_pairs
 
     named = Annotation.annotator.not_like("import:%")  # imported crowd counts carry no annotator
     with engine.connect() as conn:
