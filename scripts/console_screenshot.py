@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from consoling import seed  # noqa: E402
 
-from organic.serve.app import create_app, serving_backends  # noqa: E402
+from organic.serve.app import build_app  # noqa: E402
 from organic.serve.local import LocalServer  # noqa: E402
 from organic.settings import Settings  # noqa: E402
 from organic.store import audit, connect  # noqa: E402
@@ -50,8 +50,7 @@ def main() -> None:
         set_serving(engine, {"base": 1.0}, note="promote")
         watcher_round(engine)
         set_serving(engine, {"base": 0.6, "cringe-it1": 0.4}, note="watch round 1: A/B")
-        backends, shares = serving_backends(settings, engine)
-        with LocalServer(create_app(settings, backends, engine=engine, shares=shares)) as base, sync_playwright() as p:
+        with LocalServer(build_app(settings, engine)) as base, sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium")
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(base + "/admin")

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from consoling import ANSWER, seed
-from organic.serve.app import create_app, serving_backends
+from organic.serve.app import build_app
 from organic.serve.local import LocalServer
 from organic.settings import Settings
 from organic.store import AuditEntry
@@ -32,8 +32,7 @@ def console_server(settings, store_engine, tmp_path):
     """Base URL of the app as `organic serve` makes it (the store's plan: base only) on a real uvicorn server."""
     seed(store_engine, tmp_path, settings.home / "report")
     set_serving(store_engine, {"base": 1.0}, note="promote")
-    backends, shares = serving_backends(settings, store_engine)
-    with LocalServer(create_app(settings, backends, engine=store_engine, shares=shares)) as base:
+    with LocalServer(build_app(settings, store_engine)) as base:
         yield base
 
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from organic.formats.ingest import import_bb3x
-from organic.serve.annotate import annotation_router
+from organic.serve.routes.annotate import annotation_router
 from organic.store import Annotation, Message
 from organic.taxonomy import CrowdLabel
 from support import FIXTURES, both_databases

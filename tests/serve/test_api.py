@@ -355,3 +355,35 @@ def test_pruning_removes_users_created_before_the_cutoff_with_their_data(make_cl
     assert store.prune_users(datetime.now(timezone.utc) + timedelta(seconds=1)) == 1
     with Session(store_engine) as s:
         assert s.scalar(select(func.count()).select_from(Message)) == 0
+
+
+
+@both_databases
+def test_an_api_history_continues_its_own_conversation_however_many_the_user_has(store_engine):
+    """``ChatStore.continued``: the conversation whose turns (client context, then messages) are exactly the
+    history, found among 61 of the user's (the server used to look at the last 50 only); a history that differs
+    anywhere, or ends before the conversation does, or is another user's, continues nothing."""
+    from organic.serve.chat import ChatStore, Consent
+    from organic.taxonomy import Sender
+
+    store = ChatStore(store_engine)
+    me, other = (store.create_user(Consent(True, True, False)) for _ in range(2))
+
+    def turns(*texts: str) -> list[dict]:
+        return [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(texts)]
+
+    def conversation(user: str, *texts: str, context: list[dict] | None = None) -> str:
+        cid = store.start_conversation(user, "base", source="api", client_context=context)
+        for turn in turns(*texts):
+            store.add_message(user, cid, Sender.HUMAN if turn["role"] == "user" else Sender.BOT, turn["content"])
+        return cid
+
+    first = conversation(me, "hi", "hello there", context=[{"role": "user", "content": "earlier"}])
+    later = [conversation(me, f"question {i}", "hello there") for i in range(60)]
+    theirs = conversation(other, "hi", "hello there")
+    assert store.continued(me, [{"role": "user", "content": "earlier"}, *turns("hi", "hello there")]) == first
+    assert store.continued(me, turns("question 7", "hello there")) == later[7]
+    assert store.continued(other, turns("hi", "hello there")) == theirs
+    assert store.continued(me, turns("hi", "hello there")) is None  # the client context differs
+    assert store.continued(me, [{"role": "user", "content": "earlier"}, *turns("hi")]) is None  # ends early
+    assert store.continued(me, []) is None

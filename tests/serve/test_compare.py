@@ -18,7 +18,7 @@ CONTEXT = [{"role": "user", "content": "What's the capital of Australia?"}]
 @pytest.fixture
 def client(engine):
     app = FastAPI()
-    from organic.serve.compare import compare_router
+    from organic.serve.routes.compare import compare_router
 
     app.include_router(compare_router(engine, "admin-secret"))
     with TestClient(app) as client:
@@ -47,7 +47,7 @@ def test_admin_and_rater_tokens_are_required(client, engine):
     response = client.get("/api/compare/next", headers={"Authorization": "Bearer forged"})
     assert response.status_code == 401 and "ask an admin" in response.json()["detail"]
     other = FastAPI()  # a token signed for another server (another admin token) is refused
-    from organic.serve.compare import compare_router
+    from organic.serve.routes.compare import compare_router
 
     other.include_router(compare_router(engine, "another-admin"))
     with TestClient(other) as stranger:

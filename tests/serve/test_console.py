@@ -16,7 +16,7 @@ from sqlalchemy import select
 from consoling import ANSWER, DOWN_REASONS, EVAL, SAFE, UNSAFE, day, seed
 from organic.stats import Proportion
 from organic.generate import EchoBackend, GenerationSettings
-from organic.serve.app import create_app, serving_backends
+from organic.serve.app import build_app, create_app
 from organic.serve.router import Router
 from organic.settings import Settings
 from organic.store import AuditEntry, ModelVersion
@@ -37,8 +37,7 @@ def settings(tmp_path, database_url):
 
 def start(settings, engine) -> TestClient:
     """The app as `organic serve` makes it: the store's serving plan, one backend per version."""
-    backends, shares = serving_backends(settings, engine)
-    client = TestClient(create_app(settings, backends, engine=engine, shares=shares))
+    client = TestClient(build_app(settings, engine))
     client.__enter__()
     return client
 

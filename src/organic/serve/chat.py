@@ -14,8 +14,8 @@ from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, event, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, delete, event, exists, func, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from organic.store.bulk import ensure_model_versions
 from organic.store.models import Conversation, Feedback, Message, ModelVersion, User, utcnow
@@ -181,6 +181,31 @@ class ChatStore:
                 .where(Conversation.user_id == user.id).group_by(Conversation.id).order_by(Conversation.id)
             ).all()
         return [{"id": cid, "created_at": created.isoformat(), "messages": n} for cid, created, n in rows]
+
+    def continued(self, pseudo_id: str, history: list[dict[str, str]]) -> str | None:
+        """The user's conversation whose turns (the context its client sent, then its messages) are ``history``, the
+        latest when several are: an OpenAI client re-sends the whole conversation each turn. Only the conversations
+        whose last message is ``history``'s last turn are read, found in one query however many the user has."""
+        if not history:
+            return None
+        wanted = [(m["role"], m["content"]) for m in history]
+        later = aliased(Message)
+        with self._session() as s:
+            user = self._user(s, pseudo_id)
+            candidates = s.scalars(
+                select(Conversation.external_id).join(Message, Message.conversation_id == Conversation.id)
+                .where(Conversation.user_id == user.id, Message.text == history[-1]["content"],
+                       Message.sender == (Sender.BOT if history[-1]["role"] == "assistant" else Sender.HUMAN).value,
+                       ~exists().where(later.conversation_id == Message.conversation_id, later.position > Message.position))
+                .order_by(Conversation.id.desc())
+            ).all()
+        for cid in candidates:
+            convo = self.conversation(pseudo_id, cid)
+            have = [(m["role"], m["content"]) for m in convo["client_context"]]
+            have += [("user" if m["sender"] == Sender.HUMAN.value else "assistant", m["text"]) for m in convo["messages"]]
+            if have == wanted:
+                return cid
+        return None
 
     def turn_state(self, pseudo_id: str, conversation_id: str) -> TurnState:
         """What a new turn needs, in one read: whether the last bot turn asked "what should I have said?" (then

@@ -118,7 +118,7 @@ def simulate_store(settings, people: list[Person], *, url: str | None = None, ma
     """``organic simulate``: ``simulate`` against the server at ``url``, or, without one, a server started here on
     ``settings``' store as ``organic serve`` starts it (its serving plan); who was a helper and who a troll goes to
     ``manifest`` (JSON) when given. ``options`` are ``simulate``'s."""
-    from organic.serve.app import create_app, serving_backends
+    from organic.serve.app import build_app
     from organic.serve.local import LocalServer
     from organic.store import connect
 
@@ -126,8 +126,7 @@ def simulate_store(settings, people: list[Person], *, url: str | None = None, ma
         report = simulate(url, people, **options)
     else:
         engine = connect(settings.url)
-        backends, shares = serving_backends(settings, engine)
-        with LocalServer(create_app(settings, backends, engine=engine, shares=shares)) as base:
+        with LocalServer(build_app(settings, engine)) as base:
             report = simulate(base, people, **options)
         engine.dispose()
     if manifest:

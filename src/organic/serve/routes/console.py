@@ -23,7 +23,6 @@ import hmac
 import math
 import secrets
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Literal
 
 from anyio import to_thread
@@ -35,16 +34,16 @@ from sqlalchemy import Engine
 
 from organic.generate import Backend
 from organic.serve import panels
-from organic.serve.annotate import annotator_tokens
 from organic.serve.auth import NAME, RoleOut, require_admin, role_serializer, set_cookie
-from organic.serve.compare import rater_tokens
 from organic.serve.router import Router
+from organic.serve.routes.annotate import annotator_tokens
+from organic.serve.routes.compare import rater_tokens
+from organic.serve.server import STATIC
 from organic.settings import Settings
 from organic.store import audit
 from organic.store.db import session_scope
 from organic.store.versions import PlanChanged, change_serving, current_plan, rollback_target, versions
 
-STATIC = Path(__file__).parent / "static"
 COOKIE = "organic_admin"
 SESSION_HOURS = 12  # an operator logs in again after this long
 

@@ -18,7 +18,6 @@ rate with its 95% interval and the sign test's p-value (``organic.evaluate.pairw
 
 import hashlib
 import hmac
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -29,11 +28,11 @@ from sqlalchemy.exc import IntegrityError
 
 from organic.evaluate.pairwise import tally, winner
 from organic.evaluate.run import comparison_items
-from organic.serve.limits import MAX_ID
 from organic.serve.auth import RoleIn, RoleOut, RoleTokens, require_admin
+from organic.serve.limits import MAX_ID
+from organic.serve.server import STATIC
 from organic.store.models import Comparison, ComparisonVote
 
-STATIC = Path(__file__).parent / "static"
 MAX_TEXT = 20_000  # characters of one message or reply
 
 

@@ -18,7 +18,6 @@ one per annotator and utterance.
 """
 
 import random
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -28,13 +27,13 @@ from sqlalchemy import Engine, and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from organic.formats.pii import Scrubber
-from organic.serve.limits import MAX_ID
 from organic.serve.auth import RoleIn, RoleOut, RoleTokens, require_admin
+from organic.serve.limits import MAX_ID
+from organic.serve.server import STATIC
 from organic.store.models import Annotation, Conversation, Feedback, Message, ModelVersion
 from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS
 from organic.taxonomy import CrowdLabel, Sender, Thumb
 
-STATIC = Path(__file__).parent / "static"
 CONTEXT_MESSAGES = 30  # the most recent messages shown before the utterance to label
 
 
