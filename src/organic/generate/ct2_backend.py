@@ -32,27 +32,26 @@ else works without the package.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
 from organic.generate.base import CUT_OFF, Backend, GenerationError, GenerationSettings, Reply
 from organic.generate.loading import model_loading, written_aside
+from organic.generate.queued import Queued, Request
 from organic.generate.transformers_backend import CANDIDATES, content_version, encode_chat, model_version
 from organic.settings import get_settings
 
 console = Console(stderr=True)
 CPU_COMPUTE_TYPES = ("int8", "float32")
 CUDA_COMPUTE_TYPES = ("float16", "int8_float16", "float32", "int8")
-_DONE = object()  # end-of-stream marker on a request's queue
 _SEED_LOCK = threading.Lock()  # the process-wide seed is set, then read by a fresh engine's threads: one at a time
 
 
@@ -173,14 +172,8 @@ class _Engine:
 
 
 @dataclass(eq=False)
-class _Request:
-    prompt: list[str]  # tokens, as CTranslate2 takes them
-    settings: GenerationSettings
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+class _Request(Request):
     generated: int = 0
-    cancelled: bool = False  # set by the consumer when it stops listening
-    finished: bool = False  # set by the worker once _DONE or an error was sent
 
     @property
     def seeded(self) -> bool:
@@ -192,21 +185,11 @@ class _Request:
         """Requests with equal keys can share a ``generate_batch`` call (it takes one set of sampling options)."""
         return tuple(sorted(sampling_options(self.settings).items()))
 
-    def send(self, item) -> None:
-        """Hand ``item`` to the consumer's event loop (called from CTranslate2's threads)."""
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
-            self.cancelled = True
 
-    def finish(self, error: Exception | None = None) -> None:
-        if not self.finished:
-            self.finished = True
-            self.send(error or _DONE)
-
-
-class CT2Backend(Backend):
+class CT2Backend(Queued, Backend):
     """Serves the model in ``model_path`` with CTranslate2, batching concurrent requests in windows."""
+
+    request_type = _Request
 
     def __init__(self, model_path: str | Path, home: str | Path, *, compute_type: str | None = None,
                  device: str | None = None, inter_threads: int = 2, intra_threads: int = 0, max_batch: int = 8,
@@ -228,37 +211,30 @@ class CT2Backend(Backend):
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer used from two threads at once can fail
 
     async def stream(self, messages: list[dict], settings: GenerationSettings) -> AsyncIterator[str]:
-        try:
-            with self._tokenizer_lock:
-                ids = encode_chat(self.tokenizer, messages, settings.max_new_tokens, self.engine.max_length)
-                prompt = self.tokenizer.convert_ids_to_tokens(ids)  # CTranslate2 takes tokens, not ids
-        except Exception as e:  # a broken chat template or message list: still the model failing to answer
-            raise GenerationError(f"could not build the prompt: {e}") from e
-        if settings.max_new_tokens == 0:
-            return
-        request = _Request(prompt, settings, asyncio.get_running_loop())
-        self._submit(request)
         token_ids: list[int] = []
         sent = ""  # text already streamed
-        try:
-            while (item := await request.queue.get()) is not _DONE:
-                if isinstance(item, Exception):
-                    raise GenerationError(f"{self.model_version} failed: {type(item).__name__}: {item}") from item
-                token_ids.append(item)
+        async with self._items(messages, settings) as items:
+            async for token_id in items:
+                token_ids.append(token_id)
                 with self._tokenizer_lock:
                     text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
                 # hold back a half-decoded character (a multi-byte UTF-8 sequence cut between tokens)
                 if not text.endswith("\ufffd") and text.startswith(sent) and len(text) > len(sent):
                     yield text[len(sent) :]
                     sent = text
-        finally:
-            request.cancelled = True  # the engine stops decoding this row if the consumer gave up early
+        if settings.max_new_tokens == 0:
+            return
         with self._tokenizer_lock:
             text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
         if text.startswith(sent) and len(text) > len(sent):
             yield text[len(sent) :]
         if len(token_ids) >= settings.max_new_tokens:  # stop tokens are never kept: it ran out of room
             yield CUT_OFF
+
+    def _prompt(self, messages: list[dict], settings: GenerationSettings) -> list[str]:
+        with self._tokenizer_lock:
+            ids = encode_chat(self.tokenizer, messages, settings.max_new_tokens, self.engine.max_length)
+            return self.tokenizer.convert_ids_to_tokens(ids)  # CTranslate2 takes tokens, not ids
 
     def close(self) -> None:
         """Stop the workers once the batches in flight are done (requests still waiting get ``GenerationError``)."""

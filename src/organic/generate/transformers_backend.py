@@ -22,7 +22,6 @@ This module must not download anything: the folder must exist (``organic.generat
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import json
@@ -31,7 +30,6 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -39,30 +37,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from organic.generate.base import CUT_OFF, Backend, GenerationError, GenerationSettings
 from organic.generate.loading import check_loaded, model_loading
+from organic.generate.queued import Queued, Request
 from organic.settings import get_settings
 
-_DONE = object()  # end-of-stream marker on a request's queue
 CANDIDATES = 256  # tokens considered for nucleus sampling before falling back to the whole vocabulary
 
 
-@dataclass(eq=False)
-class _Request:
-    prompt_ids: list[int]
-    settings: GenerationSettings
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    cancelled: bool = False  # set by the consumer when it stops listening
-    finished: bool = False  # set by the worker once _DONE or an error was sent
-
-    def send(self, item) -> None:
-        """Hand ``item`` to the consumer's event loop (called from the worker thread)."""
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
-            self.cancelled = True
-
-
-class TransformersBackend(Backend):
+class TransformersBackend(Queued, Backend):
     name = "transformers"
 
     def __init__(self, model_path: str | Path, device: str | None = None, max_batch: int = 8, batch_window: float = 0.05):
@@ -88,26 +69,17 @@ class TransformersBackend(Backend):
         self.prefills = 0  # forward passes that admitted new rows; requests_served / prefills is the mean admitted together
         self.requests_served = 0
         self._closing = False
-        self._requests: queue.Queue[_Request | None] = queue.Queue()
+        self._requests: queue.Queue[Request | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
 
     async def stream(self, messages: list[dict], settings: GenerationSettings) -> AsyncIterator[str]:
-        try:
-            prompt_ids = self.encode(messages, settings.max_new_tokens)
-        except Exception as e:  # a broken chat template or message list: still the model failing to answer
-            raise GenerationError(f"could not build the prompt: {e}") from e
-        if settings.max_new_tokens == 0:
-            return
-        request = _Request(prompt_ids, settings, asyncio.get_running_loop())
-        self._submit(request)
-        try:
-            while (item := await request.queue.get()) is not _DONE:
-                if isinstance(item, Exception):
-                    raise GenerationError(f"{self.model_version} failed: {type(item).__name__}: {item}") from item
-                yield item
-        finally:
-            request.cancelled = True  # the worker stops decoding this row if the consumer gave up early
+        async with self._items(messages, settings) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    def _prompt(self, messages: list[dict], settings: GenerationSettings) -> list[int]:
+        return self.encode(messages, settings.max_new_tokens)
 
     def encode(self, messages: list[dict], max_new_tokens: int) -> list[int]:
         """Token ids of the chat with the template's assistant prompt; the oldest turns are dropped to fit."""
@@ -122,17 +94,17 @@ class TransformersBackend(Backend):
                 self._worker = None
                 self._closing = False
 
-    def _submit(self, request: _Request) -> None:
+    def _submit(self, request: Request) -> None:
         with self._lock:  # with close(): a request never lands behind a worker that is stopping
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name=f"organic-generate-{self.path.name}", daemon=True)
                 self._worker.start()
             self._requests.put(request)
 
-    def _admit(self, running: int) -> list[_Request]:
+    def _admit(self, running: int) -> list[Request]:
         """Requests to join the batch now. When nothing runs, wait for one and then ``batch_window`` for more, so
         that requests arriving together share one prefill; while rows run, take only what is already waiting."""
-        admitted: list[_Request] = []
+        admitted: list[Request] = []
         deadline = None
         while running + len(admitted) < self.max_batch and not self._closing:
             timeout = 0 if running else None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -171,14 +143,12 @@ class TransformersBackend(Backend):
             except queue.Empty:
                 return
             if request is not None:
-                request.send(GenerationError("the backend was closed"))
+                request.finish(GenerationError("the backend was closed"))
 
 
-def _fail(requests: list[_Request], error: Exception) -> None:
+def _fail(requests: list[Request], error: Exception) -> None:
     for request in requests:
-        if not request.finished:
-            request.finished = True
-            request.send(error)
+        request.finish(error)
 
 
 class _Batch:
@@ -200,11 +170,11 @@ class _Batch:
         self.positions: torch.Tensor | None = None  # [rows, 1]: each row's position of its pending token
 
     @torch.inference_mode()
-    def join(self, requests: list[_Request]) -> None:
+    def join(self, requests: list[Request]) -> None:
         backend = self.backend
-        width = max(len(r.prompt_ids) for r in requests)
-        input_ids = torch.tensor([[backend.pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in requests], device=self.device)
-        mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in requests], device=self.device)
+        width = max(len(r.prompt) for r in requests)
+        input_ids = torch.tensor([[backend.pad_id] * (width - len(r.prompt)) + r.prompt for r in requests], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in requests], device=self.device)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: every prompt starts at position 0
         # full-length layers for every model: sliding-window caches cannot be lined up row by row, and the model's
         # attention masks apply any window over a full cache (it costs memory beyond the window, not correctness)
@@ -278,7 +248,7 @@ class _Batch:
 class _Row:
     """One request inside a batch: its sampling generator and the text streamed so far."""
 
-    def __init__(self, request: _Request, tokenizer, device: torch.device):
+    def __init__(self, request: Request, tokenizer, device: torch.device):
         self.request = request
         self.settings = request.settings
         self.tokenizer = tokenizer
@@ -307,8 +277,7 @@ class _Row:
             self.request.send(text[len(self.sent) :])
         if cut_off:
             self.request.send(CUT_OFF)
-        self.request.finished = True
-        self.request.send(_DONE)
+        self.request.finish()
 
 
 def next_tokens(logits: torch.Tensor, settings: list[GenerationSettings], generators: list[torch.Generator | None]) -> list[int]:
