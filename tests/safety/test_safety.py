@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from organic.safety import SafetyVerdict, canned_reply, check, check_many, check_turn, is_canned, sensitive_topics
+from organic.safety import SafetyVerdict, canned_reply, check, check_many, is_canned, sensitive_topics
 from organic.safety.canned import CRASH_REPLIES, SELF_HARM_REPLIES, UNSAFE_HUMAN_REPLIES
 from organic.safety.string_matcher import find_offensive
 from organic.safety.topics import find_topic
@@ -109,30 +109,6 @@ def test_check_many_matches_check():
 
 def test_to_json_has_release_keys_plus_topic():
     assert check("f u c k you").to_json() == {"duo_safety": SAFE, "string_matcher": f"{NOT_OK}:fuck", "sensitive_topic": None}
-
-
-def test_check_turn_blames_the_human_first():
-    turn = check_turn("you are a fucking idiot", "you are an idiot too")
-    assert turn.failure is InteractionFailure.UNSAFE_HUMAN and not turn.ok
-    assert not turn.human.ok and not turn.bot.ok
-
-
-def test_check_turn_unsafe_bot():
-    turn = check_turn("what's your favourite food?", "shut the fuck up")
-    assert turn.failure is InteractionFailure.UNSAFE_BOT
-    assert turn.human.ok and turn.bot.string_matcher == f"{NOT_OK}:fuck"
-
-
-def test_check_turn_sensitive_topic_and_safe_turn():
-    turn = check_turn("what do you think of Trump?", "I like pizza.")
-    assert turn.failure is InteractionFailure.UNSAFE_HUMAN and turn.topic == "politics"
-    turn = check_turn("what's your favourite food?", "I love pizza, especially with mushrooms.")
-    assert turn.ok and turn.failure is None and turn.topic is None
-
-
-def test_check_turn_without_candidate():
-    turn = check_turn("hello!")
-    assert turn.ok and turn.bot is None
 
 
 def test_canned_replies():

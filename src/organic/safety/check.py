@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from organic.safety.classifier import offensive_probability
 from organic.safety.string_matcher import find_offensive
 from organic.safety.topics import find_topic
-from organic.taxonomy import NOT_OK, SAFE, InteractionFailure
+from organic.taxonomy import NOT_OK, SAFE
 
 DEFAULT_THRESHOLD = 0.8  # classifier probability at or above which a text is offensive; see the tests for the cases behind it
 
@@ -47,22 +47,6 @@ class SafetyVerdict:
         return {"duo_safety": self.duo_safety, "string_matcher": self.string_matcher, "sensitive_topic": self.sensitive_topic}
 
 
-@dataclass(frozen=True)
-class TurnSafety:
-    human: SafetyVerdict
-    bot: SafetyVerdict | None  # None when no candidate reply was checked
-    failure: InteractionFailure | None  # UNSAFE_HUMAN, UNSAFE_BOT, or None when the reply may be sent
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-    @property
-    def topic(self) -> str | None:
-        """The sensitive topic behind the failure (the human's first), for ``canned_reply``."""
-        return self.human.sensitive_topic or (self.bot.sensitive_topic if self.bot else None)
-
-
 def check(text: str, threshold: float = DEFAULT_THRESHOLD) -> SafetyVerdict:
     """The safety verdict of one text."""
     return check_many([text], threshold)[0]
@@ -81,17 +65,3 @@ def check_many(texts: list[str], threshold: float = DEFAULT_THRESHOLD) -> list[S
             )
         )
     return verdicts
-
-
-def check_turn(user_text: str, candidate_reply: str | None = None, threshold: float = DEFAULT_THRESHOLD) -> TurnSafety:
-    """Check a user message and (if given) the model's candidate reply; the human side is blamed first, as in BB3x."""
-    texts = [user_text] if candidate_reply is None else [user_text, candidate_reply]
-    human, *rest = check_many(texts, threshold)
-    bot = rest[0] if rest else None
-    if human.blocked:
-        failure = InteractionFailure.UNSAFE_HUMAN
-    elif bot is not None and bot.blocked:
-        failure = InteractionFailure.UNSAFE_BOT
-    else:
-        failure = None
-    return TurnSafety(human=human, bot=bot, failure=failure)
