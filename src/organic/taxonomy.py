@@ -10,6 +10,8 @@ spellings found in the wild (title case, spaces, the BB3x release's short names)
 from __future__ import annotations
 
 import enum
+from collections import Counter
+from collections.abc import Mapping
 
 
 class _Parsable(str, enum.Enum):
@@ -120,6 +122,17 @@ _CROWD_LABELS = {
     CrowdLabel.REPEATING: "Repeating",
     CrowdLabel.OTHER: "Other",
 }
+
+
+def crowd_majority(counts: Mapping[str, int]) -> CrowdLabel | None:
+    """The label most annotators gave an utterance (``counts``: label -> how many gave it), or None when nobody gave
+    one or the top is tied. Table 2 of the report (``analyze.figures``, in SQL) and the judges' agreement with the
+    crowd decide it this way. A training label asks another question, good against every kind of bad together
+    (``examples.label_of``)."""
+    top = Counter({label: n for label, n in counts.items() if n > 0}).most_common(2)
+    if not top or (len(top) == 2 and top[0][1] == top[1][1]):
+        return None
+    return CrowdLabel.parse(top[0][0])
 
 
 class Sender(str, enum.Enum):

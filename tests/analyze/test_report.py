@@ -134,3 +134,35 @@ def test_messages_without_a_verdict_can_be_checked_now(tmp_path):
     assert figures["safety"]["checked_now"] == 4 and figures["safety"]["messages_without_verdict"] == 0
     assert percent(figures["safety"]["unsafe_human_messages"]) == (1, 9)
     assert percent(figures["table2"]["classifier"]["all"]["human"]["good"]) == (8, 9)
+
+
+def test_tied_crowd_votes_and_mostly_unsafe_users_follow_the_rules_used_elsewhere(tmp_path):
+    """A tied crowd vote is no majority (``taxonomy.crowd_majority``), so the utterance falls to its classifier
+    verdict; "mostly unsafe" users are those ``organic trolls`` flags (``TrustConfig``), not a threshold of the report's."""
+    from organic.analyze.trolls import TrustConfig
+    from organic.taxonomy import crowd_majority
+
+    safe, unsafe = json.dumps({"duo_safety": "__ok__"}), json.dumps({"duo_safety": "__notok__"})
+    rows = []
+
+    def message(user: str, position: int, sender: str, safety: str, crowd: dict | None = None) -> None:
+        rows.append({"conversation_id": f"c-{user}", "user_pseudo_id": user, "position": position, "sender": sender,
+                     "text": "hi", "safety": safety, "crowd_labels": json.dumps(crowd) if crowd else None,
+                     "created_at": "2026-01-01T00:00:00+00:00"})
+
+    flag = TrustConfig()
+    for user, n_unsafe in (("mostly", 3), ("some", 2)):  # 3 of 5 unsafe is over TrustConfig's share, 2 of 5 is not
+        for i in range(flag.min_messages):
+            message(user, 2 * i, "human", unsafe if i < n_unsafe else safe)
+            message(user, 2 * i + 1, "bot", safe)
+    tied, clear = {"good": 1, "off_topic": 1}, {"good": 2, "off_topic": 1}
+    rows[1]["crowd_labels"], rows[3]["crowd_labels"] = json.dumps(tied), json.dumps(clear)
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    figures = build_report(source, tmp_path / "out", plots=False)
+
+    assert crowd_majority(tied) is None and crowd_majority(clear) is not None
+    crowd = figures["table2"]["crowd"]["all"]["bot"]
+    assert crowd["n"] == 1 and percent(crowd["good"]) == (1, 1)  # the tied vote is not a crowd label
+    assert 2 / flag.min_messages <= flag.unsafe_threshold < 3 / flag.min_messages
+    assert percent(figures["users_by_unsafe_rate"]["mostly_adversarial"]) == (1, 2)

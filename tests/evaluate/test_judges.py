@@ -13,7 +13,6 @@ from organic.evaluate.judges import (
     JudgeResult,
     Thresholds,
     bot_overlap,
-    crowd_majority,
     judge,
     judge_many,
     non_word_share,
@@ -170,11 +169,6 @@ def test_reply_likelihood_counts_reply_tokens_only(tmp_path):
     assert judge_many([context], [text], thresholds=strict, reference_model=folder)[0].label is L.NONSENSICAL
     [passed] = judge_many([context], [text], thresholds=lenient, reference_model=folder)
     assert passed.label is L.GOOD and passed.scores["reply_nll"] > 0.5
-
-
-def test_crowd_majority_by_hand():
-    assert crowd_majority({"good": 2, "off_topic": 1}) is L.GOOD
-    assert crowd_majority({"good": 1, "off_topic": 1}) is None and crowd_majority({}) is None
 
 
 def test_the_learned_judge_against_the_crowd_in_the_store(engine, tmp_path):

@@ -18,10 +18,11 @@ from typing import Any
 import duckdb
 from sqlalchemy import Engine
 
+from organic.analyze.trolls import TrustConfig
 from organic.stats import Proportion, agreement, cohen_kappa, summary
 from organic.taxonomy import SAFE, CrowdLabel, DislikeReason
 
-LABELS = [label.value for label in CrowdLabel]  # Good first: ties of a crowd vote go to the earlier label
+LABELS = [label.value for label in CrowdLabel]
 KINDS = ("all", "standard", "adversarial")
 
 ADVERSARIAL = ("a conversation is adversarial when one of its human messages was judged inappropriate (crowd "
@@ -48,7 +49,8 @@ SELECT conversation_id, position, user_pseudo_id, split, source, sender = 'bot' 
             ELSE coalesce(duo <> '{SAFE}', false) OR coalesce(matcher <> '{SAFE}', false) END AS unsafe,
        regexp_extract(reward, 'Predicted class:\\s*(\\S+)', 1) AS reward_class,
        crowd, list_sum(crowd) AS crowd_n,
-       CASE WHEN list_sum(crowd) > 0 THEN ({[*LABELS]!r})[list_position(crowd, list_max(crowd))] END AS crowd_label
+       CASE WHEN list_sort(crowd, 'DESC')[1] > list_sort(crowd, 'DESC')[2]  -- taxonomy.crowd_majority: no tie at the top
+            THEN ({[*LABELS]!r})[list_position(crowd, list_max(crowd))] END AS crowd_label
 FROM (
     SELECT *, json_extract_string(safety, '$.duo_safety') AS duo, json_extract_string(safety, '$.string_matcher') AS matcher,
            CASE WHEN crowd_labels IS NOT NULL THEN {_crowd_counts()} END AS crowd
@@ -236,7 +238,9 @@ def _shares(cell: dict[str, int]) -> dict:
 
 
 def _unsafe_users(con) -> dict:
-    """Users by the share of their messages that failed the safety check (those with a verdict on at least one)."""
+    """Users by the share of their messages that failed the safety check (those with a verdict on at least one), and
+    how many of them ``organic trolls`` flags for it (``TrustConfig``: enough messages, over its share unsafe)."""
+    flag = TrustConfig()
     buckets = con.execute("""
         WITH per_user AS (
             SELECT user_pseudo_id, count_if(unsafe) AS unsafe, count(unsafe) AS judged
@@ -244,16 +248,16 @@ def _unsafe_users(con) -> dict:
         SELECT CASE WHEN unsafe = 0 THEN '0%' WHEN unsafe <= 0.1 * judged THEN '0-10%'
                     WHEN unsafe <= 0.3 * judged THEN '10-30%' WHEN unsafe <= 0.5 * judged THEN '30-50%'
                     ELSE 'over 50%' END AS bucket,
-               count(*), count_if(judged >= 5 AND unsafe > 0.3 * judged)
-        FROM per_user GROUP BY 1""").fetchall()
+               count(*), count_if(judged >= ? AND unsafe > ? * judged)
+        FROM per_user GROUP BY 1""", [flag.min_messages, flag.unsafe_threshold]).fetchall()
     order = ["0%", "0-10%", "10-30%", "30-50%", "over 50%"]
     found = {b: (n, flagged) for b, n, flagged in buckets}
     users = sum(n for n, _ in found.values())
     return {
         "buckets": [{"unsafe_share": b, "users": found.get(b, (0, 0))[0]} for b in order],
         "users_with_a_verdict": users,
-        # a user with 5+ judged messages of which more than 30% were unsafe: what `organic trolls` looks at first
         "mostly_adversarial": Proportion(sum(f for _, f in found.values()), users).to_json(),
+        "mostly_adversarial_means": {"min_messages": flag.min_messages, "unsafe_share_over": flag.unsafe_threshold},
     }
 
 

@@ -74,10 +74,11 @@ Good vs not Good: {e(agree['good_vs_bad'])}.</p>""")
                      + "".join(f"<tr><td>{e(' / '.join(p['annotators']))}</td><td>{p['shared']}</td><td>{p['cohen_kappa']}</td></tr>"
                                for p in agree["annotator_pairs"]) + "</table>")
     unsafe = figures["users_by_unsafe_rate"]
+    means = unsafe["mostly_adversarial_means"]
     parts.append(f"""<h2>Helpers and trolls</h2><p>Unsafe human messages: {_cell(figures['safety']['unsafe_human_messages'])};
-adversarial conversations: {_cell(figures['conversation_kinds']['adversarial'])}. Users with 5 or more judged messages of
-which over 30% failed the safety check: {_cell(unsafe['mostly_adversarial'])} (<code>organic trolls</code> scores every
-user's labels as well).</p>{_img(images, 'unsafe_users', 'users by unsafe messages')}</body></html>""")
+adversarial conversations: {_cell(figures['conversation_kinds']['adversarial'])}. Users with {means['min_messages']} or more
+judged messages of which over {means['unsafe_share_over']:.0%} failed the safety check, whom <code>organic trolls</code> flags
+for it: {_cell(unsafe['mostly_adversarial'])} (it scores every user's labels as well).</p>{_img(images, 'unsafe_users', 'users by unsafe messages')}</body></html>""")
     return "\n".join(parts)
 
 

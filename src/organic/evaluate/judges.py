@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,7 @@ from organic.embeddings import embed, model_path
 from organic.examples import contexts as replies_in_context
 from organic.examples import last_user_turn
 from organic.generate.batch import reply_nll
-from organic.taxonomy import CrowdLabel
+from organic.taxonomy import CrowdLabel, crowd_majority
 
 ORDER = (CrowdLabel.INAPPROPRIATE, CrowdLabel.NONSENSICAL, CrowdLabel.REPEATING, CrowdLabel.OFF_TOPIC,
          CrowdLabel.IGNORING, CrowdLabel.OTHER)
@@ -215,14 +214,6 @@ def _failures(reply: str, context: Sequence[dict], s: dict, verdict, t: Threshol
 
 
 # agreement with crowd annotations ----------------------------------------------------------------------------
-def crowd_majority(labels: dict[str, int]) -> CrowdLabel | None:
-    """The label most annotators gave, or None when there are none or the top is tied."""
-    top = Counter(labels).most_common(2)
-    if not top or (len(top) == 2 and top[0][1] == top[1][1]):
-        return None
-    return CrowdLabel.parse(top[0][0])
-
-
 def crowd_items(convos: Iterable) -> tuple[list[list[dict]], list[str], list[CrowdLabel]]:
     """Contexts, replies and crowd majority labels of every model-written bot reply with a clear majority."""
     contexts, replies, labels = [], [], []
