@@ -1,4 +1,4 @@
-"""The console's screenshot in the README (``docs/console.png``): the test store of ``tests/consoling.py`` with an A/B
+"""The console's screenshot in the README (``docs/console.png``): the test store of ``tests/console_store.py`` with an A/B
 and a watcher's round in its audit log, served by a real uvicorn server and shot in headless Chromium.
 
     python scripts/console_screenshot.py [--out docs/console.png]
@@ -15,7 +15,7 @@ from playwright.sync_api import expect, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from consoling import seed  # noqa: E402
+from console_store import seed  # noqa: E402
 
 from organic.serve.app import build_app  # noqa: E402
 from organic.serve.local import LocalServer  # noqa: E402

@@ -78,7 +78,7 @@ def prepared_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(prepared_home, tmp_path_factory):
     """A randomly initialised 2-layer Llama (hidden size 16) with SmolLM2's real tokenizer and chat template (which
-    CTranslate2 can convert, unlike the word tokenizer of ``tiny.tiny_llama_folder``)."""
+    CTranslate2 can convert, unlike the word tokenizer of ``tiny_models.tiny_llama_folder``)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 

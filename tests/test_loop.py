@@ -9,14 +9,14 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from organic.cli import app
-from tiny import tiny_llama_folder
+from tiny_models import tiny_llama_folder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_loop_runs_every_stage_and_writes_one_report(tmp_path, monkeypatch, tiny_model_dir):
     import organic.loop as loop
-    from judging import small_judge
+    from synthetic_judge import small_judge
 
     # small judges that need no reference model: the tiny model's words are random anyway
     small_judge(tmp_path / "rater", seed=1)
@@ -50,7 +50,7 @@ def test_loop_runs_every_stage_and_writes_one_report(tmp_path, monkeypatch, tiny
 
 def test_loop_from_store_learns_from_an_imported_release_without_simulating(tmp_path, monkeypatch):
     import organic.loop as loop
-    from judging import small_judge
+    from synthetic_judge import small_judge
     from organic.formats.ingest import import_bb3x
     from organic.store import connect
     from organic.store.read import iter_conversations

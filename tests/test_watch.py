@@ -33,9 +33,9 @@ from organic.store.audit import entries
 from organic.store.versions import same_plan, serving, set_serving, versions
 from organic.taxonomy import CrowdLabel
 from organic.watch import STEPS, WatchConfig, ab_verdict, diverged, offline_gate
-from judging import small_judge
+from synthetic_judge import small_judge
 from support import POSTGRES_ADMIN_URL, both_databases
-from tiny import tiny_llama_folder
+from tiny_models import tiny_llama_folder
 
 DEADLINE_S = 600  # for any state polled for: far beyond what it takes, so only a real failure times out (180 s ran out once on a machine running a whole loop beside the suite)
 GOOD, BAD = "canberra is the capital of australia", "sydney dog cat"  # the A/B's scripted replies

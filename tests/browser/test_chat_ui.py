@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from organic.store import Feedback, Message, User
-from serving import ScriptedBackend
+from scripted_chat import ScriptedBackend
 
 HOSTILE = '<b id="bold">bold</b><img src=x onerror="window.pwned=1"><script>window.pwned=1</script>'
 

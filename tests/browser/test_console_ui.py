@@ -1,4 +1,4 @@
-"""The operator's console in real headless Chromium on a seeded store (``consoling.py``): log in, every panel filled,
+"""The operator's console in real headless Chromium on a seeded store (``console_store.py``): log in, every panel filled,
 the A/B shares changed and new conversations following them, promote and roll back with their audit rows; the
 admin token never in an address, and no request to another host (each one is intercepted and fails the test)."""
 
@@ -11,13 +11,13 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from consoling import ANSWER, seed
+from console_store import ANSWER, seed
 from organic.serve.app import build_app
 from organic.serve.local import LocalServer
 from organic.settings import Settings
 from organic.store import AuditEntry
 from organic.store.versions import serving, set_serving
-from serving import CONSENT
+from scripted_chat import CONSENT
 
 TOKEN = "admin-secret"
 

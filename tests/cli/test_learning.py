@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from organic.cli import app
 from organic.store import ModelVersion, connect
-from tiny import tiny_llama_folder
+from tiny_models import tiny_llama_folder
 
 GOOD = ["fine thanks", "canberra is the capital", "hello there", "good thanks how are you"]
 BAD = ["go away", "sydney is the capital", "bad bad bad", "the dog the dog the dog"]

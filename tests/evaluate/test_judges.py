@@ -20,7 +20,7 @@ from organic.evaluate.judges import (
 )
 from organic.generate.batch import reply_nll
 from organic.taxonomy import CrowdLabel as L
-from tiny import tiny_llama_folder
+from tiny_models import tiny_llama_folder
 
 
 def convo(*turns: str) -> list[dict]:
@@ -174,7 +174,7 @@ def test_reply_likelihood_counts_reply_tokens_only(tmp_path):
 def test_the_learned_judge_against_the_crowd_in_the_store(engine, tmp_path):
     import json
 
-    from judging import small_judge
+    from synthetic_judge import small_judge
     from organic.evaluate.judge import crowd_agreement
     from organic.formats.ingest import import_bb3x
 

@@ -16,7 +16,7 @@ from organic.evaluate import labelled
 from organic.evaluate.judge import Judge, assess, fit, parse_line, tune_threshold
 from organic.evaluate.signals import LM_NAMES, NAMES, signals, text_signals
 from organic.taxonomy import CrowdLabel as L
-from judging import small_judge, synthetic
+from synthetic_judge import small_judge, synthetic
 
 RESULTS = Path(__file__).parents[2] / "docs" / "results"
 HIKE = [{"role": "user", "content": "I just got back from a long hike in the mountains."}]

@@ -23,8 +23,8 @@ from organic.examples import Example
 from organic.learn.reward import RewardConfig, RewardModel
 from organic.taxonomy import CrowdLabel
 from support import FIXTURES
-from judging import small_judge
-from tiny import tiny_llama_folder
+from synthetic_judge import small_judge
+from tiny_models import tiny_llama_folder
 
 CONTEXTS = [
     [{"role": "user", "content": "hello how are you"}],
@@ -145,7 +145,7 @@ def test_cli_eval_writes_table9_for_each_model(database_url, tmp_path):
 
     from organic.cli import app
     from support import FIXTURES
-    from tiny import tiny_llama_folder
+    from tiny_models import tiny_llama_folder
 
     small_judge(tmp_path / "judge")
     runner = CliRunner()

@@ -18,7 +18,7 @@ from organic.generate.loading import load_causal_lm
 from organic.generate.ct2_backend import converted_model
 from organic.settings import Settings
 from organic.store import Message
-from serving import session
+from scripted_chat import session
 
 GREEDY = GenerationSettings(do_sample=False, max_new_tokens=12)
 CHATS = [[{"role": "user", "content": "Hello there"}],

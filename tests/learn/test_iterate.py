@@ -15,7 +15,7 @@ from organic.learn import iterate
 from organic.learn.iterate import iterate_cringe, label_replies
 from organic.learn.reward import RewardConfig, evaluate
 from organic.learn.train import TrainConfig
-from tiny import tiny_llama_folder
+from tiny_models import tiny_llama_folder
 
 CONTEXTS = [[{"role": "user", "content": text}] for text in ("hello how are you", "what is the capital of australia", "hi there")]
 DATA = [Example(c, reply, label, f"c{i}{label}", "u", "thumb")

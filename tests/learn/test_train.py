@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from organic.examples import Example
 from organic.learn.train import TrainConfig, _dataset, train
-from tiny import tiny_llama_folder, word_tokenizer
+from tiny_models import tiny_llama_folder, word_tokenizer
 
 USER = [{"role": "user", "content": "what is the capital of australia"}]
 

@@ -18,7 +18,7 @@ from organic.serve.router import Router
 from organic.store import ServingChange, session_scope
 from organic.store.versions import (PlanChanged, change_serving, current_plan, register_version, rollback, serving,
                                     set_serving)
-from serving import session
+from scripted_chat import session
 from support import both_databases
 
 WAIT_S = 60  # for a state waited for: far beyond what it takes

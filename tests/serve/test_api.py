@@ -12,7 +12,7 @@ from support import both_databases
 from organic.generate import GenerationError
 from organic.generate.base import CUT_OFF
 from organic.store import Conversation, Feedback, Message, User
-from serving import ScriptedBackend, session
+from scripted_chat import ScriptedBackend, session
 
 
 def sse(response) -> list[tuple[str, dict]]:

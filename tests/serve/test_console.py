@@ -1,5 +1,5 @@
 """The operator's console over HTTP on the real app: login and its cookie, the panels' figures from a seeded store
-(known by construction, see ``consoling.py``), and the A/B actions: checked, stored, followed by the running
+(known by construction, see ``console_store.py``), and the A/B actions: checked, stored, followed by the running
 server, and audited."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from scipy.stats import fisher_exact
 from sqlalchemy import select
 
-from consoling import ANSWER, DOWN_REASONS, EVAL, SAFE, UNSAFE, day, seed
+from console_store import ANSWER, DOWN_REASONS, EVAL, SAFE, UNSAFE, day, seed
 from organic.stats import Proportion
 from organic.generate import EchoBackend, GenerationSettings
 from organic.serve.app import build_app, create_app
@@ -21,7 +21,7 @@ from organic.serve.router import Router
 from organic.settings import Settings
 from organic.store import AuditEntry, ModelVersion
 from organic.store.versions import register_version, serving, set_serving
-from serving import session
+from scripted_chat import session
 from support import both_databases
 
 TOKEN = "admin-secret"

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from organic.store import Feedback, Message
-from serving import ScriptedBackend, session
+from scripted_chat import ScriptedBackend, session
 
 
 def say(client, cid: str, text: str) -> dict:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from organic.store import Conversation, Feedback, Message
-from serving import CONSENT, ScriptedBackend
+from scripted_chat import CONSENT, ScriptedBackend
 from support import both_databases
 
 

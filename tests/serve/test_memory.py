@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from organic.serve.memory import PARTNER, RECALL_SIMILARITY, SELF, persona_lines, recall
 from organic.store import Message
-from serving import ScriptedBackend, session
+from scripted_chat import ScriptedBackend, session
 from support import both_databases
 
 

@@ -14,7 +14,7 @@ from hypothesis import settings as examples
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 
-from serving import CONSENT
+from scripted_chat import CONSENT
 from support import both_databases
 
 ADMIN = {"Authorization": "Bearer admin-secret"}

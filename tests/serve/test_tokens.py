@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from organic.cli import app as cli
 from organic.serve.auth import ROLES, RoleTokens, Signer, read_token, role_key, secret_key
 from organic.store import tokens as token_ids
-from serving import CONSENT, session
+from scripted_chat import CONSENT, session
 from support import both_databases
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
