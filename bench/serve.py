@@ -35,16 +35,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, func, select
 
+from organic.store.db import scratch_postgres
 from organic.store.models import Feedback, Message
 
 CONSENT = {"age_confirmed": True, "accept_terms": True, "save_conversations": True}
@@ -108,20 +107,6 @@ def _answers(base: str, proc: subprocess.Popen) -> bool:
                 proc.kill()
                 raise RuntimeError("the server did not start in 10 minutes") from None
             time.sleep(0.5)
-
-
-@contextmanager
-def scratch_postgres(admin: str):
-    url = make_url(admin)
-    name = f"organic_bench_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 async def read_reply(response: httpx.Response) -> tuple[dict, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 
@@ -40,20 +39,10 @@ def database_url(request, tmp_path):
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'organic.db'}"
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from organic.store.db import scratch_postgres
 
-    admin_url = make_url(_postgres_admin_url())
-    name = f"organic_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres(_postgres_admin_url(), "organic_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -112,3 +113,22 @@ def private_store() -> Engine:
     engine = connect(f"sqlite:///{folder / 'unsaved.db'}")
     weakref.finalize(engine, shutil.rmtree, folder, ignore_errors=True)
     return engine
+
+
+@contextmanager
+def scratch_postgres(admin_url: str, prefix: str = "organic_scratch") -> Iterator[str]:
+    """The URL of a new, empty database on the PostgreSQL server that ``admin_url`` reaches (as a role that may create
+    databases), dropped on exit with whatever is still connected to it: for tests and benchmarks."""
+    url = make_url(admin_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

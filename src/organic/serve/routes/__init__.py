@@ -8,5 +8,6 @@
 - ``annotate``, ``compare``, ``console``: the annotators', raters' and operator's pages and APIs.
 
 Routes hold no SQL and no rule of the loop: they check the request, call ``ChatStore``, ``Turns`` or a store
-module, and shape the answer.
+module, and shape the answer. The route modules do not use ``from __future__ import annotations``: FastAPI reads
+a route's parameter types when it is declared, and ``Who`` (the caller of a session) is local to each router.
 """
