@@ -23,15 +23,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import Engine, exists, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 
 from organic.evaluate.pairwise import tally, winner
 from organic.evaluate.run import comparison_items
 from organic.serve.auth import RoleIn, RoleOut, RoleTokens, require_admin
 from organic.serve.limits import MAX_ID
 from organic.serve.server import STATIC
-from organic.store.models import Comparison, ComparisonVote
+from organic.store import comparisons
 
 MAX_TEXT = 20_000  # characters of one message or reply
 
@@ -105,8 +104,7 @@ def compare_router(engine: Engine, admin_token: str | None, *, secret_key: str |
         return rater.link(body.name)
 
     def create(items: list[dict]) -> dict:
-        with engine.begin() as conn:
-            ids = [conn.execute(insert(Comparison).values(**item).returning(Comparison.id)).scalar_one() for item in items]
+        ids = comparisons.create(engine, items)
         return {"created": len(ids), "ids": ids}
 
     @router.post("/api/admin/comparisons", tags=["compare"], dependencies=[Depends(admin)], status_code=201)
@@ -134,10 +132,8 @@ def compare_router(engine: Engine, admin_token: str | None, *, secret_key: str |
         """Per pair of models: wins, losses and ties (from ``model_a``'s side, names in alphabetical order), win rate
         over decided votes with its 95% Wilson interval, and the two-sided sign test's p-value; and how often each
         side was picked (a check of position bias)."""
-        with engine.connect() as conn:
-            rows = conn.execute(select(Comparison.model_a, Comparison.model_b, ComparisonVote.choice, ComparisonVote.flipped,
-                                       ComparisonVote.rater).join(Comparison, ComparisonVote.comparison_id == Comparison.id)).all()
-            items = conn.execute(select(func.count()).select_from(Comparison)).scalar_one()
+        rows = comparisons.votes(engine)
+        items = comparisons.count_items(engine)
         pairs = tally((r.model_a, r.model_b, winner(r.choice, r.flipped, r.model_a, r.model_b)) for r in rows)
         return {"items": items, "votes": len(rows), "raters": len({r.rater for r in rows}),
                 "pairs": [p.to_json() for p in pairs],
@@ -153,24 +149,16 @@ def compare_router(engine: Engine, admin_token: str | None, *, secret_key: str |
         return FileResponse(STATIC / "compare.js", media_type="text/javascript")
 
     # the rater's API ------------------------------------------------------------------------------------
-    def not_voted(who: str):
-        return ~exists().where(ComparisonVote.comparison_id == Comparison.id, ComparisonVote.rater == who)
-
     @router.get("/api/compare/me", tags=["compare"])
     def me(who: Rater) -> dict:
         """The rater's name, how many items they voted on and how many are left."""
-        with engine.connect() as conn:
-            voted = conn.execute(select(func.count()).where(ComparisonVote.rater == who)).scalar_one()
-            left = conn.execute(select(func.count()).select_from(Comparison).where(not_voted(who))).scalar_one()
+        voted, left = comparisons.progress(engine, who)
         return {"rater": who, "voted": voted, "remaining": left}
 
     @router.get("/api/compare/next", tags=["compare"])
     def next_item(who: Rater) -> dict:
         """An item the rater has not voted on: the context and two replies as sides A and B, models hidden."""
-        votes = select(func.count()).where(ComparisonVote.comparison_id == Comparison.id).scalar_subquery()
-        with engine.connect() as conn:
-            item = conn.execute(select(Comparison.id, Comparison.context, Comparison.reply_a, Comparison.reply_b)
-                                .where(not_voted(who)).order_by(votes, func.random()).limit(1)).first()
+        item = comparisons.next_item(engine, who)
         if item is None:
             raise HTTPException(404, f"nothing left to compare for {who}: thank you!")
         first, second = (item.reply_b, item.reply_a) if flipped(who, item.id) else (item.reply_a, item.reply_b)
@@ -180,13 +168,11 @@ def compare_router(engine: Engine, admin_token: str | None, *, secret_key: str |
     def vote(body: VoteIn, who: Rater) -> dict:
         """Store the rater's choice on one item; each rater votes on an item once."""
         try:
-            with engine.begin() as conn:
-                if conn.execute(select(Comparison.id).where(Comparison.id == body.id)).scalar() is None:
-                    raise HTTPException(404, f"no comparison {body.id}; take the next item from GET /api/compare/next")
-                conn.execute(insert(ComparisonVote).values(comparison_id=body.id, rater=who, choice=body.choice,
-                                                           flipped=flipped(who, body.id), reason=body.reason or None))
-        except IntegrityError:
-            raise HTTPException(409, f"{who} already voted on comparison {body.id}; each rater votes on an item once") from None
+            added = comparisons.add_vote(engine, body.id, who, body.choice, flipped=flipped(who, body.id), reason=body.reason)
+        except LookupError as error:
+            raise HTTPException(404, f"{error}; take the next item from GET /api/compare/next") from None
+        if not added:
+            raise HTTPException(409, f"{who} already voted on comparison {body.id}; each rater votes on an item once")
         return {"id": body.id, "rater": who, "choice": body.choice}
 
     return router
