@@ -16,6 +16,7 @@ from organic.evaluate.live import live_ab
 from organic.generate import EchoBackend
 from organic.serve.router import Router
 from organic.store import ServingChange, session_scope
+from organic.store.audit import entries
 from organic.store.versions import (PlanChanged, change_serving, current_plan, register_version, rollback, serving,
                                     set_serving)
 from scripted_chat import session
@@ -70,7 +71,10 @@ def test_promote_ab_and_rollback(engine, tmp_path):
     set_serving(engine, {"base": 1.0}, note="promote")
     set_serving(engine, {"base": 1, "cringe-it3": 3}, note="ab")
     assert serving(engine) == {"base": 0.25, "cringe-it3": 0.75}
-    assert rollback(engine) == {"base": 1.0}
+    assert rollback(engine, "ops") == {"base": 1.0}
+    (entry,) = entries(engine)
+    assert (entry["who"], entry["action"], entry["details"]) == ("ops", "rollback", {"before": {"base": 0.25, "cringe-it3": 0.75},
+                                                                                   "after": {"base": 1.0}})
     with pytest.raises(ValueError, match="unknown model version"):
         set_serving(engine, {"nope": 1.0}, note="promote")
 
@@ -158,6 +162,8 @@ def test_cli_promote_rollback_and_serving_plan(database_url, tmp_path):
     bad = runner.invoke(app, ["ab", "v1", "--database-url", database_url])
     assert bad.exit_code == 2 and "VERSION=SHARE" in bad.output
     assert runner.invoke(app, ["promote", "v9", "--database-url", database_url]).exit_code == 2
+    logged = [(e["who"].endswith("(cli)"), e["action"], e["details"]["after"]) for e in entries(engine)][::-1]
+    assert logged == [(True, "promote", {"v1": 1.0}), (True, "ab", {"v1": 0.5, "v2": 0.5}), (True, "rollback", {"v1": 1.0})]
 
 
 def test_a_running_server_follows_a_plan_changed_in_the_store(settings, store_engine, tmp_path):

@@ -3,6 +3,7 @@ and ``model prepare``; ``organic.cli`` registers them on the root app."""
 
 from __future__ import annotations
 
+import getpass
 from typing import Annotated
 
 import typer
@@ -57,6 +58,14 @@ def versions_command(database_url: DatabaseOption = None) -> None:
     Console().print(table)
 
 
+def _operator() -> str:
+    """Who changed the serving plan from the command line, for the audit log: the login name, marked as the CLI's."""
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):  # no login name in this environment
+        return "(cli)"
+
+
 def _follows() -> str:
     """When a running server applies a plan stored now."""
     seconds = get_settings().plan_refresh_s
@@ -66,10 +75,10 @@ def _follows() -> str:
 def promote(version: Annotated[str, typer.Argument(help="The model version to serve all new conversations.")],
             database_url: DatabaseOption = None) -> None:
     """Serve VERSION to every new conversation (a running `organic serve` follows within ORGANIC_PLAN_REFRESH_S seconds); `organic rollback` undoes it."""
-    from organic.store.versions import set_serving
+    from organic.store.versions import set_serving_audited
 
     try:
-        set_serving(store_engine(database_url), {version: 1.0}, note="promote")
+        set_serving_audited(store_engine(database_url), {version: 1.0}, "promote", who=_operator(), action="promote")
     except ValueError as error:
         raise fail(str(error)) from None
     console.print(f"{version} now serves 100% of new conversations {_follows()}")
@@ -78,7 +87,7 @@ def promote(version: Annotated[str, typer.Argument(help="The model version to se
 def ab(shares: Annotated[list[str], typer.Argument(help="VERSION=SHARE pairs, e.g. base=0.5 cringe-it3=0.5.")],
        database_url: DatabaseOption = None) -> None:
     """Live A/B: split new conversations between model versions by share (a running `organic serve` follows within ORGANIC_PLAN_REFRESH_S seconds)."""
-    from organic.store.versions import set_serving
+    from organic.store.versions import set_serving_audited
 
     plan = {}
     for item in shares:
@@ -90,7 +99,7 @@ def ab(shares: Annotated[list[str], typer.Argument(help="VERSION=SHARE pairs, e.
         if not name:
             raise fail(f"expected VERSION=SHARE, got {item!r}")
     try:
-        plan = set_serving(store_engine(database_url), plan, note="ab")
+        plan = set_serving_audited(store_engine(database_url), plan, "ab", who=_operator(), action="ab")[0]
     except ValueError as error:
         raise fail(str(error)) from None
     console.print("serving " + ", ".join(f"{k} {v:.0%}" for k, v in plan.items()) + f" {_follows()}")
@@ -108,7 +117,7 @@ def rollback_command(database_url: DatabaseOption = None) -> None:
     from organic.store.versions import rollback
 
     try:
-        plan = rollback(store_engine(database_url))
+        plan = rollback(store_engine(database_url), _operator())
     except ValueError as error:
         raise fail(str(error)) from None
     console.print("rolled back: serving " + ", ".join(f"{k} {v:.0%}" for k, v in plan.items()))

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from organic.store import audit
 from organic.store.db import session_scope
 from organic.store.models import ModelVersion, ServingChange
 
@@ -75,6 +76,17 @@ def set_serving(engine: Engine, shares: dict[str, float], note: str, *, based_on
         return change_serving(s, shares, note, based_on)[1]
 
 
+def set_serving_audited(engine: Engine, shares: dict[str, float], note: str, *, who: str, action: str,
+                        based_on: int | None = None, serving_now: dict[str, float] | None = None) -> tuple[dict[str, float], int]:
+    """``set_serving`` by an operator: the plan and its audit log entry (``who`` did ``action``, with the plans before
+    and after; ``serving_now`` stands for the plan before when none was ever stored) are stored together, or neither.
+    The plan and the entry's id."""
+    with session_scope(engine) as s:
+        before, plan = change_serving(s, shares, note, based_on)
+        entry = audit.add(s, who, action, {"before": before or dict(serving_now or {}), "after": plan})
+    return plan, entry
+
+
 def change_serving(s: Session, shares: dict[str, float], note: str, based_on: int | None = None) -> tuple[dict, dict]:
     """``set_serving`` inside the caller's transaction ``s``, so that the change is stored together with its audit log
     entry (and whatever else the caller writes); the plans before (empty when none was set) and after."""
@@ -129,10 +141,10 @@ def rollback_target(engine: Engine) -> tuple[dict[str, float], int]:
     return dict(changes[1].shares), changes[0].id
 
 
-def rollback(engine: Engine) -> dict[str, float]:
-    """Return to the serving plan before the newest one."""
+def rollback(engine: Engine, who: str) -> dict[str, float]:
+    """Return to the serving plan before the newest one, entered in the audit log as ``who``'s rollback."""
     shares, undone = rollback_target(engine)
-    return set_serving(engine, shares, note=f"rollback of change {undone}", based_on=undone)
+    return set_serving_audited(engine, shares, f"rollback of change {undone}", who=who, action="rollback", based_on=undone)[0]
 
 
 def versions(engine: Engine) -> list[ModelVersion]:

@@ -41,8 +41,7 @@ from organic.serve.routes.compare import rater_tokens
 from organic.serve.server import STATIC
 from organic.settings import Settings
 from organic.store import audit
-from organic.store.db import session_scope
-from organic.store.versions import PlanChanged, change_serving, current_plan, rollback_target, versions
+from organic.store.versions import PlanChanged, current_plan, rollback_target, set_serving_audited, versions
 
 COOKIE = "organic_admin"
 SESSION_HOURS = 12  # an operator logs in again after this long
@@ -246,9 +245,8 @@ def console_router(engine: Engine, settings: Settings, router: Router, *, secret
                 raise HTTPException(422, f"this server cannot serve that plan: {error}; the plan in force stays") from None
             stored, note = (target, f"rollback of change {undone}") if wanted is None else (served, action)
             try:
-                with session_scope(engine) as s:  # the plan and its audit log entry: both stored, or neither
-                    before, plan = change_serving(s, stored, note, based_on=in_force)
-                    entry = audit.add(s, who, action, {"before": before or dict(router.shares), "after": plan})
+                plan, entry = set_serving_audited(engine, stored, note, who=who, action=action, based_on=in_force,
+                                                  serving_now=dict(router.shares))
             except Exception as error:
                 for backend in loaded:  # loaded for a plan that was not stored: never served
                     router.release(backend)
