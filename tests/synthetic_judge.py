@@ -25,10 +25,10 @@ def synthetic(n: int, seed: int) -> tuple[np.ndarray, list[L]]:
     return x, labels
 
 
-def small_judge(folder: Path | None = None, seed: int = 4) -> Judge:
-    """Fitted on 300 synthetic rows; saved to ``folder`` when given."""
+def small_judge(folder: Path | None = None, seed: int = 4, name: str | None = None) -> Judge:
+    """Fitted on 300 synthetic rows; saved to ``folder`` when given; ``name`` in its info tells it from another."""
     judge = fit(*synthetic(300, seed))
-    judge.info = {"test": {}}
+    judge.info = {"test": {}, "name": name}
     if folder is not None:
         judge.save(folder)
     return judge

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from organic.examples import Example, build_training_set, examples, held_out, label_of, select_examples
-from organic.store.records import ConversationRecord, MessageRecord
+from organic.store.records import FEEDBACK_REQUEST, FEEDBACK_THANKS, ConversationRecord, MessageRecord
 
 
 def convo(cid: str, user: str, *messages: MessageRecord) -> ConversationRecord:
@@ -35,6 +35,21 @@ def test_examples_skip_canned_replies_and_carry_the_context():
     out = list(examples([c]))
     assert [(e.reply, e.label) for e in out] == [("hello!", 1), ("No worries.", -1)]
     assert out[1].context[-1] == {"role": "user", "content": "sorry"} and len(out[1].context) == 5
+
+
+def test_the_bots_side_of_the_feedback_exchange_is_context_never_a_reply():
+    """The question after a thumbs down and the thanks after the answer are the server's words: even labelled (by
+    the reward model, as ``--from-store`` does to unrated replies), they never train as the model's replies."""
+    ok = "Predicted class: __ok__ with probability: 0.9"
+    c = convo("c1", "u1", human("hi"), bot("whatever.", thumb="down"),
+              bot("What should I have said?", traces={"module": FEEDBACK_REQUEST}, reward=ok),
+              human("Hello! How are you?", is_dislike_feedback=True), bot("Thanks!", traces={"module": FEEDBACK_THANKS}, reward=ok),
+              human("fine"), bot("Good to hear.", reward=ok))
+    out = list(examples([c], feedback_as_positive=True))
+    assert [(e.reply, e.label, e.source) for e in out] == [
+        ("whatever.", 0, "thumb"), ("Hello! How are you?", 1, "feedback"), ("Good to hear.", 1, "reward")]
+    assert [m["content"] for m in out[2].context] == ["hi", "whatever.", "What should I have said?",
+                                                      "Hello! How are you?", "Thanks!", "fine"]
 
 
 def test_an_api_clients_history_is_context_only():

@@ -16,11 +16,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def test_loop_runs_every_stage_and_writes_one_report(tmp_path, monkeypatch, tiny_model_dir):
     import organic.loop as loop
+    import organic.simulate.run as simulation
     from synthetic_judge import small_judge
 
     # small judges that need no reference model: the tiny model's words are random anyway
-    small_judge(tmp_path / "rater", seed=1)
-    small_judge(tmp_path / "evaluator", seed=2)
+    small_judge(tmp_path / "rater", seed=1, name="rater")
+    small_judge(tmp_path / "evaluator", seed=2, name="evaluator")
+    rated_by = []  # the judge the simulated people rate with: the rater, never the evaluator
+    real_rater = simulation.judge_rater
+    monkeypatch.setattr(simulation, "judge_rater", lambda judge: rated_by.append(judge.info["name"]) or real_rater(judge))
     # and a reward-model gate no reward model passes: the loop must fall back to one iteration and say why
     monkeypatch.setattr(loop, "LoopConfig", functools.partial(loop.LoopConfig, rater_judge=tmp_path / "rater",
                                                               evaluator_judge=tmp_path / "evaluator", min_reward_auc=1.01))
@@ -43,6 +47,7 @@ def test_loop_runs_every_stage_and_writes_one_report(tmp_path, monkeypatch, tiny
     report = (tmp_path / "loop" / "README.md").read_text()
     assert "cringe-it1" in report and "Troll detection" in report and "two instruments, not one" in report
     assert "Note: the reward model's held-out ROC AUC" in report
+    assert rated_by == ["rater"] and summary["eval"]["judge"]["info"]["name"] == "evaluator"  # two instruments
     assert summary["eval"]["raters_vs_evaluator"]["n"] == sum(len(m["replies"]) for m in summary["eval"]["models"].values())
     assert all(m["guards"]["perplexity_human"] > 1 for m in summary["eval"]["models"].values())
     assert (tmp_path / "loop" / "analysis" / "report.html").is_file()
@@ -51,7 +56,6 @@ def test_loop_runs_every_stage_and_writes_one_report(tmp_path, monkeypatch, tiny
 def test_loop_from_store_learns_from_an_imported_release_without_simulating(tmp_path, monkeypatch):
     import organic.loop as loop
     from synthetic_judge import small_judge
-    from organic.formats.ingest import import_bb3x
     from organic.store import connect
     from organic.store.read import iter_conversations
 
@@ -59,19 +63,7 @@ def test_loop_from_store_learns_from_an_imported_release_without_simulating(tmp_
     small_judge(tmp_path / "evaluator", seed=2)
     monkeypatch.setattr(loop, "LoopConfig", functools.partial(loop.LoopConfig, rater_judge=tmp_path / "rater",
                                                               evaluator_judge=tmp_path / "evaluator"))
-    url = f"sqlite:///{tmp_path / 'deployment.db'}"
-    release = tmp_path / "release.jsonl"  # the sample release six times over, as other people's conversations
-    with release.open("w") as f:
-        for k in range(6):
-            for line in (FIXTURES / "bb3x_sample.jsonl").read_text().splitlines():
-                convo = json.loads(line)
-                convo["convo_id"], convo["user_pseudo_id"] = f"{convo['convo_id']}-{k}", f"{convo['user_pseudo_id']}-{k}"
-                for message in convo["message_history"]:
-                    for key in ("human_message_id", "bot_message_id"):
-                        if message.get(key):
-                            message[key] = f"{message[key]}-{k}"
-                f.write(json.dumps(convo) + "\n")
-    import_bb3x(connect(url), [release])
+    url = deployment_store(tmp_path)
     stored = sum(1 for _ in iter_conversations(connect(url)))
     base = tiny_llama_folder(tmp_path / "base")
     args = ["loop", "--out", str(tmp_path / "loop"), "--model", str(base), "--iterations", "1", "--baseline", "sft",
@@ -87,6 +79,45 @@ def test_loop_from_store_learns_from_an_imported_release_without_simulating(tmp_
     assert summary["eval"]["contexts"] and summary["eval_conversations"] >= 1
     assert "From the store: " in (tmp_path / "loop" / "README.md").read_text()
     assert "simulate" not in summary["timings_s"]
+
+
+def deployment_store(tmp_path: Path) -> str:
+    """A SQLite store holding the sample release six times over, as other people's conversations; its URL."""
+    from organic.formats.ingest import import_bb3x
+    from organic.store import connect
+
+    url = f"sqlite:///{tmp_path / 'deployment.db'}"
+    release = tmp_path / "release.jsonl"
+    with release.open("w") as f:
+        for k in range(6):
+            for line in (FIXTURES / "bb3x_sample.jsonl").read_text().splitlines():
+                convo = json.loads(line)
+                convo["convo_id"], convo["user_pseudo_id"] = f"{convo['convo_id']}-{k}", f"{convo['user_pseudo_id']}-{k}"
+                for message in convo["message_history"]:
+                    for key in ("human_message_id", "bot_message_id"):
+                        if message.get(key):
+                            message[key] = f"{message[key]}-{k}"
+                f.write(json.dumps(convo) + "\n")
+    import_bb3x(connect(url), [release])
+    return url
+
+
+def test_only_conversations_not_held_out_train_and_flagged_users_never_do(tmp_path):
+    """What every method and the reward model learn from comes from the training side of the held-out split, and
+    the reward model is measured on the held-out side; flagged users' replies train nothing."""
+    from organic.examples import held_out
+    from organic.loop import LoopConfig, reward_labels, training_examples
+    from organic.store import connect
+
+    engine, config = connect(deployment_store(tmp_path)), LoopConfig(held_out_share=0.3, seed=0)
+    train = training_examples(engine, config)
+    fit, measured = reward_labels(engine, config, set())
+    assert train and fit and measured
+    assert not any(held_out(e.conversation_id, 0.3, 0) for e in train + fit)
+    assert all(held_out(e.conversation_id, 0.3, 0) for e in measured)
+    flagged = {train[0].user_pseudo_id, fit[-1].user_pseudo_id}
+    kept = training_examples(engine, config, flagged) + reward_labels(engine, config, flagged)[0]
+    assert kept and flagged.isdisjoint(e.user_pseudo_id for e in kept)
 
 
 def test_loop_from_an_empty_store_says_there_is_nothing_to_learn_from(tmp_path):

@@ -152,6 +152,9 @@ def test_labelled_set_is_whole_split_by_conversation_and_reserved():
             assert labelled.reserved(item.conversation)
     assert all(len(s) == 1 for s in splits_of.values())
     assert sum(i.second is not None for i in items) >= 100
+    train = {i.conversation for i in items if i.split == "train"}
+    halves = Counter(labelled.half_of(c) for c in train)  # the simulated people's judge and the evaluator's, apart
+    assert set(halves) == {"rater", "evaluator"} and 0.4 < halves["rater"] / len(train) < 0.6
     assert {"base", "human", "cringe", "sft", "kto"} <= {i.model for i in items}
 
 
@@ -222,3 +225,6 @@ def test_train_judge_chooses_on_train_and_dev_and_reports_test_per_writer(tmp_pa
     text = (tmp_path / "j" / "report.md").read_text()
     assert "| kto |" in text and "without the reference model" in text
     assert Judge.load(tmp_path / "j").info["test"]["all"]["n"] == 80
+    rater = module.train_judge(tmp_path / "r", items=items, use_lm=False, part="rater")
+    fitted = {i.conversation for i in items if i.split == "train" and labelled.half_of(i.conversation) == "rater"}
+    assert rater["chosen"]["fitted_on"] == {"train": 2 * len(fitted), "dev": 80, "test": 80} and 0 < len(fitted) < 100
