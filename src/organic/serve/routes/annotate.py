@@ -11,10 +11,8 @@ What an annotator reads is scrubbed of personal information first (``formats.pii
 scrubber, with one salt per server process so that a name stays the same stand-in throughout a conversation): the
 people who chose to save their conversation agreed to its being read, not to their names and numbers being read.
 
-Sampling: ``uniform`` (any utterance the annotator has not labelled), ``disliked`` (bot replies with a thumbs
-down first, then uniform), ``version`` (bot replies of one model version). Canned replies and the bot's side of
-the feedback exchange are never offered: the model did not write them. Labels are stored as ``Annotation`` rows,
-one per annotator and utterance.
+Which utterance comes next (the samplings, what is never offered) and how a label is stored, one per annotator and
+utterance, is ``store.annotations``.
 """
 
 from typing import Annotated, Literal
@@ -84,7 +82,7 @@ def annotation_router(engine: Engine, admin_token: str | None, *, secret_key: st
     @router.get("/api/annotate/next", tags=["annotation"])
     def next_utterance(
         who: Annotator,
-        sampling: Annotated[Literal["uniform", "disliked", "version"], Query(description="uniform, disliked (thumbs down first), or version.")] = "uniform",
+        sampling: Annotated[Literal[annotations.SAMPLINGS], Query(description="uniform, disliked (thumbs down first), or version.")] = "uniform",
         model_version: Annotated[str | None, Query(description="For sampling=version: the model version's name.")] = None,
         sender: Annotated[Literal["human", "bot"] | None, Query(description="Only human or only bot utterances.")] = None,
     ) -> dict:
